@@ -1,0 +1,168 @@
+"""The ``frmask`` command: a thin click layer over the library.
+
+Heavy modules (numpy, pandas, matplotlib, onnxruntime, torch) are imported inside the commands that use
+them, so ``frmask --help`` and every command start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from frmask._version import __version__
+
+EXAMPLE_SCORES = "example_scores.csv"
+
+
+class FrmaskGroup(click.Group):
+    """Turns the library's input errors into one clear line and exit status 1, never a traceback."""
+
+    def invoke(self, ctx):
+        from frmask.metrics._scores import ScoreError
+
+        try:
+            return super().invoke(ctx)
+        except (ScoreError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except ValueError as exc:  # format errors of frmask.io are ValueErrors with file and line
+            if type(exc).__module__.startswith("frmask"):
+                raise click.ClickException(str(exc)) from None
+            raise
+
+
+@click.group(cls=FrmaskGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="frmask")
+def main():
+    """frmask: masked face recognition evaluation (synthetic masks, exact ISO/IEC 19795-1 metrics)."""
+
+
+def _example_path():
+    from importlib.resources import files
+
+    return files("frmask") / "data" / EXAMPLE_SCORES
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or x != x else f"{100 * x:.2f} %"
+
+
+def _num(x, digits=4) -> str:
+    return "n/a" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def _rate_label(x: float) -> str:
+    return f"{100 * x:.4f}".rstrip("0").rstrip(".") + " %"
+
+
+def format_report(rep, source: str) -> str:
+    """A one-screen table of a verification report."""
+    d = rep.to_dict()
+    ci = "fmr100_ci_low" in d
+    far = _rate_label(rep.far)
+    rows = [
+        ("FNMR @ FMR <= 1 %", "fmr100", _pct, d.get("fmr100_threshold")),
+        ("FNMR @ FMR <= 0.1 %", "fmr1000", _pct, d.get("fmr1000_threshold")),
+        ("EER", "eer", _pct, d.get("eer_threshold")),
+        ("FDR", "fdr", lambda v: _num(v, 3), None),
+        (f"TPR @ FAR <= {far}", "tpr_at_far", _pct, d.get("far_threshold")),
+        (f"accuracy @ FAR <= {far}", "acc_at_far", _pct, d.get("far_threshold")),
+        ("best accuracy", "max_accuracy", _pct, d.get("max_accuracy_threshold")),
+    ]
+    for key in d:
+        if key.startswith("fnmr_at_fmr_") and not key.endswith("_threshold"):
+            target = float(key[len("fnmr_at_fmr_"):])
+            rows.append((f"FNMR @ FMR <= {_rate_label(target)}", key, _pct, d.get(key + "_threshold")))
+    if "kfold_accuracy" in d:
+        rows.append(("k-fold accuracy", "kfold_accuracy",
+                     lambda v: f"{_pct(v)} ± {100 * d['kfold_std']:.2f}", None))
+    head = (f"{source}: {rep.n_genuine:,} genuine, {rep.n_impostor:,} impostor comparisons, "
+            f"{rep.n_fta} failure(s) to acquire; convention {rep.convention}")
+    lines = [head, ""]
+    header = f"  {'metric':<26} {'key':<20} {'value':>16}  {'threshold':>10}"
+    if ci:
+        header += f"  {'CI':>22}"
+    lines += [header, "  " + "-" * (len(header) - 2)]
+    for label, key, fmt, thr in rows:
+        line = f"  {label:<26} {key:<20} {fmt(d[key]):>16}  {_num(thr):>10}"
+        if ci and f"{key}_ci_low" in d:
+            line += f"  [{_pct(d[key + '_ci_low'])}, {_pct(d[key + '_ci_high'])}]".rjust(24)
+        lines.append(line)
+    if rep.notes:
+        lines.append("")
+        lines += [f"note: {n}" for n in rep.notes]
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("scores", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "json_out", metavar="FILE", help="Write the report as JSON to FILE ('-' for stdout).")
+@click.option("--csv", "csv_out", metavar="FILE", help="Write the report as a one-row CSV to FILE ('-' for stdout).")
+@click.option("--plot", "plot_out", metavar="FILE", help="Write the DET curve (probit axes) to FILE (.png/.pdf/.svg).")
+@click.option("--hist", "hist_out", metavar="FILE", help="Write genuine/impostor score histograms to FILE.")
+@click.option("--fmr", "fmr_targets", type=float, multiple=True, metavar="RATE",
+              help="Extra FMR target for an FNMR @ FMR operating point (repeatable), e.g. --fmr 0.0001.")
+@click.option("--far", type=float, default=0.002, show_default=True, help="FAR of tpr_at_far / acc_at_far.")
+@click.option("--distance", is_flag=True, help="Scores are distances (lower = same person).")
+@click.option("--convention", type=click.Choice(["iso", "pyeer", "insightface"]), default="iso",
+              show_default=True, help="Reproduce another tool's definitions (default: strict ISO).")
+@click.option("--fta", type=click.Choice(["reject", "exclude", "error"]), default="reject", show_default=True,
+              help="Failures to acquire (empty/nan scores): count as non-matches, exclude, or stop.")
+@click.option("--ci", "ci_level", type=float, default=None, is_flag=False, flag_value=0.95, metavar="[LEVEL]",
+              help="Add bootstrap confidence intervals (default level 0.95; by subject when the file has "
+                   "subject_a/subject_b columns).")
+@click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples for --ci.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed for --ci.")
+@click.option("--folds", type=int, default=10, show_default=True, help="Folds of the k-fold accuracy.")
+def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, distance, convention, fta, ci_level,
+            n_boot, seed, folds):
+    """Verification metrics of a score file: SCORES is a CSV with columns score,label (1 genuine, 0 impostor)
+    and optionally subject_a,subject_b. Without SCORES, the bundled example file is used."""
+    from frmask._atomic import write_text_atomic
+    from frmask.io.scores_csv import read_score_table
+    from frmask.metrics import pairs_report
+
+    if scores is None:
+        source = _example_path()
+        click.echo(f"no score file given: using the bundled example {EXAMPLE_SCORES} "
+                   f"(synthetic scores, see README)", err=True)
+    else:
+        source = scores
+    table = read_score_table(source)
+    rep = pairs_report(table.scores, table.labels, subjects_a=table.subject_a, subjects_b=table.subject_b,
+                       folds=folds, convention=convention, higher_is_genuine=not distance, fta=fta, far=far,
+                       fmr_targets=fmr_targets, ci=ci_level, n_boot=n_boot, seed=seed)
+    stdout_used = False
+    if json_out:
+        text = rep.to_json() + "\n"
+        if json_out == "-":
+            click.echo(text, nl=False)
+            stdout_used = True
+        else:
+            write_text_atomic(json_out, text)
+    if csv_out:
+        text = rep.to_frame().to_csv(index=False)
+        if csv_out == "-":
+            click.echo(text, nl=False)
+            stdout_used = True
+        else:
+            write_text_atomic(csv_out, text)
+    if plot_out or hist_out:
+        from frmask.metrics import split_by_label
+        from frmask.metrics.plots import plot_det, plot_score_histograms
+
+        name = getattr(source, "name", str(source))
+        g, i = split_by_label(table.scores, table.labels)
+        if plot_out:
+            plot_det({name: (g, i)}, plot_out, higher_is_genuine=not distance, fta=fta)
+        if hist_out:
+            plot_score_histograms(g, i, hist_out, title=name, threshold=rep["fmr100_threshold"])
+    if not stdout_used:
+        click.echo(format_report(rep, getattr(source, "name", str(source))))
+        for label, path in (("JSON", json_out), ("CSV", csv_out), ("DET plot", plot_out), ("histograms", hist_out)):
+            if path:
+                click.echo(f"wrote {label}: {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""File formats: score tables, insightface ``.bin`` benchmarks, MXNet RecordIO, pair lists."""

@@ -1,0 +1,158 @@
+"""Verification accuracy: at a threshold, the best over all thresholds, and k-fold (LFW protocol).
+
+Accuracy = (true accepts + true rejects) / (N_G + N_I), accepting when score >= threshold. Under the
+default ``fta="reject"`` a genuine failure to acquire is an error and an impostor one a correct rejection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from frmask.metrics._scores import ScoreError, ScoreSets, as_score_array, prepare_scores
+from frmask.metrics._select import CHUNK, reject_all_threshold, top_k_desc
+
+
+def _count_ge_exact(x: np.ndarray, t: float) -> int:
+    """#{x >= t} with the comparison done in float64 (a caller's threshold is never rounded)."""
+    t = np.float64(t)
+    return sum(int(np.count_nonzero(x[s:s + CHUNK] >= t)) for s in range(0, x.size, CHUNK))
+
+
+def accuracy_at_threshold(genuine, impostor, threshold: float, *, higher_is_genuine: bool = True,
+                          fta: str = "reject") -> float:
+    """Fraction of correct decisions when accepting score >= threshold (distance <= threshold)."""
+    s = prepare_scores(genuine, impostor, higher_is_genuine=higher_is_genuine, fta=fta)
+    t = s.sign * float(threshold)
+    correct = _count_ge_exact(s.genuine, t) + (s.impostor.size - _count_ge_exact(s.impostor, t))
+    return (correct + s.rejected_impostor) / (s.n_genuine + s.n_impostor)
+
+
+def max_accuracy_point(s: ScoreSets, top: np.ndarray | None = None) -> tuple[float, object]:
+    """Best accuracy and its working-space threshold; see :func:`max_accuracy`.
+
+    ``top`` may pass the impostor scores sorted descending if the caller already selected at least the
+    min(N_G, N_I) + 1 largest (or all of them).
+    """
+    g = np.sort(s.genuine)
+    imp = s.impostor
+    k = min(g.size, imp.size)
+    need = min(k + 1, imp.size)
+    if top is None or top.size < need:
+        top = top_k_desc(imp, need)
+    top = top[:need]
+    cand = np.unique(np.concatenate([g, top]))
+    if top.size < imp.size:
+        cand = cand[cand > top[k]]  # counts from `top` are exact only above its last value
+    tp = g.size - np.searchsorted(g, cand, side="left")
+    fp = top.size - np.searchsorted(top[::-1], cand, side="left")
+    gain = tp - fp  # correct decisions relative to rejecting everything
+    base = imp.size + s.rejected_impostor
+    total = s.n_genuine + s.n_impostor
+    if cand.size == 0 or gain.max() <= 0:
+        return base / total, reject_all_threshold(g, imp)
+    best = int(gain.max())
+    j = int(np.flatnonzero(gain == best)[-1])  # ties: the highest threshold
+    return (base + best) / total, cand[j]
+
+
+def max_accuracy(genuine, impostor, *, higher_is_genuine: bool = True, fta: str = "reject") -> tuple[float, float]:
+    """The best accuracy over every threshold, exactly, and the threshold reaching it.
+
+    Candidates are every distinct acquired score plus a threshold above all scores (reject everything).
+    Ties go to the highest threshold (the strictest decision, as insightface's grid search picks the
+    smallest distance). Only the min(N_G, N_I) + 1 largest impostor scores can matter (accepting more
+    impostors than there are genuine scores is worse than rejecting everything), so they are found by
+    selection and nothing is sorted but the genuine scores and that top.
+    """
+    s = prepare_scores(genuine, impostor, higher_is_genuine=higher_is_genuine, fta=fta)
+    acc, t = max_accuracy_point(s)
+    return acc, s.output_threshold(t)
+
+
+@dataclass(frozen=True)
+class KFoldAccuracy:
+    """Per-fold accuracies of a k-fold protocol, their mean and population standard deviation."""
+
+    mean: float
+    std: float
+    accuracies: np.ndarray
+    thresholds: np.ndarray
+    method: str
+
+
+def contiguous_folds(n: int, folds: int) -> list[np.ndarray]:
+    """Indices of ``folds`` contiguous folds; the first n % folds folds hold one extra item (KFold)."""
+    if folds < 1 or folds > n:
+        raise ScoreError(f"folds must be between 1 and the number of pairs ({n}), got {folds}")
+    sizes = np.full(folds, n // folds)
+    sizes[: n % folds] += 1
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    return [np.arange(edges[f], edges[f + 1]) for f in range(folds)]
+
+
+def kfold_accuracy(scores, labels, folds: int = 10, *, method: str = "exact", higher_is_genuine: bool = True,
+                   fta: str = "reject") -> KFoldAccuracy:
+    """LFW-protocol accuracy: contiguous folds, a threshold chosen on the other folds, applied to each.
+
+    ``method="exact"`` picks the threshold with :func:`max_accuracy` on the training folds (every distinct
+    score is a candidate). ``method="insightface"`` reproduces insightface's evaluation: squared distances
+    d = 2 - 2 * cosine (or the scores themselves with ``higher_is_genuine=False``), a grid of thresholds
+    0, 0.01, ..., 3.99, "same" when d < threshold, the first best grid threshold. With ``folds=1`` the
+    threshold is chosen and applied on all pairs. The std is the population standard deviation (ddof=0).
+    """
+    s_all = as_score_array(scores, "pair")
+    lab = np.asarray(labels)
+    from frmask.metrics._scores import split_by_label
+
+    split_by_label(s_all, lab)  # validates shape and labels
+    lab = lab.astype(bool)
+    if method == "insightface":
+        return _insightface_kfold(s_all, lab, folds, higher_is_genuine, fta)
+    if method != "exact":
+        raise ScoreError(f"unknown k-fold method {method!r}; choose 'exact' or 'insightface'")
+    parts = contiguous_folds(s_all.size, folds)
+    accs, thrs = [], []
+    for f, test in enumerate(parts):
+        train = np.concatenate([p for q, p in enumerate(parts) if q != f]) if folds > 1 else test
+        try:
+            s = prepare_scores(s_all[train][lab[train]], s_all[train][~lab[train]],
+                               higher_is_genuine=higher_is_genuine, fta=fta)
+        except ScoreError as exc:
+            raise ScoreError(f"fold {f + 1}: the training folds cannot choose a threshold: {exc}") from None
+        _, t = max_accuracy_point(s)
+        thr = s.output_threshold(t)
+        accs.append(_accuracy_on(s_all[test], lab[test], s.sign * thr, s.sign, fta))
+        thrs.append(thr)
+    accs = np.asarray(accs)
+    return KFoldAccuracy(float(accs.mean()), float(accs.std()), accs, np.asarray(thrs), "exact")
+
+
+def _accuracy_on(scores: np.ndarray, genuine: np.ndarray, t: float, sign: int, fta: str) -> float:
+    """Accuracy of the working-space threshold t on labelled pairs, NaN handled by the FTA policy."""
+    x = sign * scores.astype(np.float64)
+    nan = np.isnan(x)
+    if fta == "exclude":
+        x, genuine, nan = x[~nan], genuine[~nan], nan[~nan]
+    accept = (x >= t) & ~nan
+    correct = np.count_nonzero(accept == genuine)
+    return correct / x.size if x.size else float("nan")
+
+
+def _insightface_kfold(scores, issame, folds, higher_is_genuine, fta) -> KFoldAccuracy:
+    from frmask.metrics.conventions import cosine_to_squared_distance, insightface_accuracy
+
+    x = scores.astype(np.float64)
+    nan = np.isnan(x)
+    if np.isinf(x).any():
+        raise ScoreError(f"pair score at index {int(np.flatnonzero(np.isinf(x))[0])} is infinite")
+    if nan.any():
+        if fta == "error":
+            raise ScoreError(f"pair score at index {int(np.flatnonzero(nan)[0])} is NaN and the FTA policy is 'error'")
+        if fta == "exclude":
+            x, issame = x[~nan], issame[~nan]
+    d = cosine_to_squared_distance(x) if higher_is_genuine else x
+    d = np.where(np.isnan(d), np.inf, d)  # a failure to acquire is never accepted
+    mean, std, accs, thrs = insightface_accuracy(d, issame, folds=folds)
+    return KFoldAccuracy(float(mean), float(std), np.asarray(accs), np.asarray(thrs), "insightface")
