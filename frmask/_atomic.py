@@ -1,6 +1,7 @@
-"""Atomic file output: write to a temporary file beside the target, then rename over it.
+"""Atomic file output: write to a temporary file beside the target, fsync, then rename over it.
 
-An interrupted or failed write never leaves a partial file at the target path.
+An interrupted or failed write never leaves a partial file at the target path, and a completed one
+survives a crash (file and folder are fsynced). The file gets the usual permissions (0666 less umask).
 """
 
 from __future__ import annotations
@@ -9,6 +10,26 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+
+def fsync_dir(folder) -> None:
+    """Flush a folder's entries (the rename) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -20,7 +41,11 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -31,3 +56,9 @@ def write_text_atomic(path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes_atomic(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)

@@ -99,6 +99,6 @@ def read_score_table(path) -> ScoreTable:
         if mixed.size:
             r = mixed[0]
             kind = "genuine" if labels[r] == 1 else "impostor"
-            fail(r, f"{kind} pair compares subjects {subj_a[r]!r} and {subj_b[r]!r}; genuine pairs must compare "
+            fail(r, f"{kind} pair compares subjects {str(subj_a[r])!r} and {str(subj_b[r])!r}; genuine pairs must compare "
                     f"a subject with itself and impostor pairs two different subjects")
     return ScoreTable(scores, labels, subj_a, subj_b)

@@ -231,11 +231,11 @@ def pairs_report(scores, labels, *, subjects_a=None, subjects_b=None, folds: int
     details = dict(rep.details)
     notes = list(rep.notes)
     method = "insightface" if convention == "insightface" else "exact"
-    if s_all.size >= folds:
+    try:
         kf = kfold_accuracy(s_all, lab, folds, method=method, higher_is_genuine=higher_is_genuine, fta=fta)
         details.update(kfold_accuracy=kf.mean, kfold_std=kf.std)
-    else:
-        notes.append(f"k-fold accuracy skipped: fewer pairs ({s_all.size}) than folds ({folds})")
+    except (ScoreError, ValueError) as exc:  # e.g. a fold whose other folds hold no genuine pair
+        notes.append(f"{folds}-fold accuracy skipped: {exc}")
     tpr = rep.tpr_at_far
     if convention == "insightface":
         from frmask.metrics.conventions import cosine_to_squared_distance, insightface_val_at_far
