@@ -301,3 +301,33 @@ def test_bootstrap_by_subject_is_deterministic_and_wider_for_correlated_scores()
     assert a == b and a.method == "subjects" and p.method == "pairs"
     assert a.low <= a.estimate <= a.high
     assert (a.high - a.low) > 1.5 * (p.high - p.low)
+
+
+def test_kfold_hand_example():
+    # The hand example as 12 pairs in protocol order, 2 contiguous folds of 6.
+    scores = [0.9, 0.7, 0.8, 0.5, 0.8, 0.5, 0.6, 0.4, 0.3, 0.3, 0.2, 0.1]
+    labels = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0]
+    # Fold 1 is tested with a threshold chosen on pairs 7-12 (g {0.6, 0.3}, i {0.4, 0.3, 0.2, 0.1}): 0.6 gives
+    # 5/6 there; on pairs 1-6 it accepts 0.9, 0.8, 0.8 and the impostor 0.7 -> 5/6 correct.
+    # Fold 2 is tested with the threshold chosen on pairs 1-6: 0.8 separates them perfectly; on pairs 7-12
+    # it rejects everything -> the 4 impostors right, the 2 genuine wrong: 4/6.
+    kf = m.kfold_accuracy(scores, labels, folds=2)
+    assert kf.thresholds.tolist() == [0.6, 0.8]
+    assert kf.accuracies.tolist() == [5 / 6, 4 / 6]
+    assert kf.mean == 0.75 and kf.std == pytest.approx(1 / 12)
+
+
+def test_subject_bootstrap_weights():
+    """A genuine pair of subject a appears m_a times, an impostor pair (a, b) m_a * m_b times."""
+    from frmask.metrics.intervals import bootstrap_resamples
+
+    g = np.array([1.0, 2.0, 3.0])
+    gs = np.array(["a", "b", "c"])
+    i = np.array([10.0, 20.0, 30.0])
+    isub = np.array([["a", "b"], ["a", "c"], ["b", "c"]])
+    rng = np.random.default_rng(11)
+    for gb, ib in bootstrap_resamples(g, i, genuine_subjects=gs, impostor_subjects=isub, n_boot=20, seed=11):
+        mult = np.bincount(rng.integers(0, 3, 3), minlength=3)  # subjects a, b, c in sorted order
+        assert sorted(gb.tolist()) == sorted(np.repeat(g, mult).tolist())
+        expected = np.repeat(i, [mult[0] * mult[1], mult[0] * mult[2], mult[1] * mult[2]])
+        assert sorted(ib.tolist()) == sorted(expected.tolist())
