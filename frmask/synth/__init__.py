@@ -1,0 +1,1 @@
+"""Synthetic face masks drawn from facial landmarks (work in progress: see the issues)."""
