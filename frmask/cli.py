@@ -122,6 +122,9 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
     from frmask.io.scores_csv import read_score_table
     from frmask.metrics import pairs_report
 
+    for option, path in (("--plot", plot_out), ("--hist", hist_out)):
+        if path and not path.lower().endswith((".png", ".pdf", ".svg")):
+            raise click.BadParameter(f"{path}: use a .png, .pdf or .svg file name", param_hint=option)
     if scores is None:
         source = _example_path()
         click.echo(f"no score file given: using the bundled example {EXAMPLE_SCORES} "
@@ -156,7 +159,9 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
         if plot_out:
             plot_det({name: (g, i)}, plot_out, higher_is_genuine=not distance, fta=fta)
         if hist_out:
-            plot_score_histograms(g, i, hist_out, title=name, threshold=rep["fmr100_threshold"])
+            marks = {f"threshold at FMR 1 % = {rep['fmr100_threshold']:.4f}": rep["fmr100_threshold"],
+                     f"threshold at FMR 0.1 % = {rep['fmr1000_threshold']:.4f}": rep["fmr1000_threshold"]}
+            plot_score_histograms(g, i, hist_out, title=name, threshold=marks)
     if not stdout_used:
         click.echo(format_report(rep, getattr(source, "name", str(source))))
         for label, path in (("JSON", json_out), ("CSV", csv_out), ("DET plot", plot_out), ("histograms", hist_out)):

@@ -172,3 +172,12 @@ def test_python_dash_m_and_version():
 
     out = subprocess.run([sys.executable, "-m", "frmask", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"frmask, version {importlib.import_module('frmask').__version__}"
+
+
+def test_cli_plots(runner, tmp_path):
+    det, hist = tmp_path / "det.png", tmp_path / "hist.svg"
+    res = runner.invoke(main, ["metrics", "--plot", str(det), "--hist", str(hist)])
+    assert res.exit_code == 0, res.output
+    assert det.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in hist.read_bytes()[:400]
+    res = runner.invoke(main, ["metrics", "--plot", str(tmp_path / "det.bmp")])
+    assert res.exit_code == 1 and not (tmp_path / "det.bmp").exists()
