@@ -38,9 +38,9 @@ def main():
 
 
 def _example_path():
-    from importlib.resources import files
+    from frmask._resources import data_file
 
-    return files("frmask") / "data" / EXAMPLE_SCORES
+    return data_file(EXAMPLE_SCORES)
 
 
 def _pct(x) -> str:

@@ -2,7 +2,6 @@
 mapped to frmask.colors), and the bundled data files are reachable as resources."""
 
 import tomllib
-from importlib.resources import files
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,5 +16,7 @@ def test_every_subpackage_is_listed():
 
 
 def test_bundled_resources():
-    assert (files("frmask") / "data" / "example_scores.csv").is_file()
-    assert files("frmask.colors").is_dir()
+    from frmask._resources import colors_dir, data_file
+
+    assert data_file("example_scores.csv").is_file()
+    assert (colors_dir() / "__init__.py").is_file()

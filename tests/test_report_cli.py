@@ -180,4 +180,5 @@ def test_cli_plots(runner, tmp_path):
     assert res.exit_code == 0, res.output
     assert det.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in hist.read_bytes()[:400]
     res = runner.invoke(main, ["metrics", "--plot", str(tmp_path / "det.bmp")])
-    assert res.exit_code == 1 and not (tmp_path / "det.bmp").exists()
+    assert res.exit_code == 2 and "use a .png, .pdf or .svg" in res.output
+    assert not (tmp_path / "det.bmp").exists()
