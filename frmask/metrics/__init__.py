@@ -22,9 +22,11 @@ from frmask.metrics.rates import Curve, OperatingPoint, det_curve, fmr_at_fnmr, 
 from frmask.metrics.report import CONVENTIONS, STABLE_KEYS, VerificationReport, pairs_report, verification_report
 from frmask.metrics.plots import plot_det, plot_score_histograms
 from frmask.metrics.separation import fdr
+from frmask.metrics.streaming import InexactError, ScoreAccumulator, ScoreHistogram
 
 __all__ = [
-    "CONVENTIONS", "FTA_POLICIES", "STABLE_KEYS", "Curve", "EqualErrorRate", "Interval", "KFoldAccuracy",
+    "CONVENTIONS", "FTA_POLICIES", "STABLE_KEYS", "Curve", "EqualErrorRate", "InexactError", "Interval",
+    "KFoldAccuracy", "ScoreAccumulator", "ScoreHistogram",
     "OperatingPoint", "ScoreError", "VerificationReport", "accuracy_at_threshold", "bootstrap_ci", "det_curve",
     "eer", "eer_info", "eer_threshold", "fdr", "fmr_at_fnmr", "fnmr_at_fmr", "kfold_accuracy", "max_accuracy",
     "pairs_report", "plot_det", "plot_score_histograms", "rate_ci", "roc_curve", "split_by_label", "tpr_at_far", "verification_report",
