@@ -260,7 +260,7 @@ def test_kfold_exact_matches_per_fold_brute_force():
     labels = (np.arange(n) // 7) % 2
     scores = np.round(np.where(labels == 1, rng.normal(0.5, 0.2, n), rng.normal(0.1, 0.2, n)), 2)
     kf = m.kfold_accuracy(scores, labels, folds=10)
-    folds = m.accuracy.contiguous_folds(n, 10)
+    folds = [test for _, test in m.accuracy.kfold_splits(n, 10)]
     assert [f.size for f in folds] == [21, 21, 21] + [20] * 7
     accs = []
     for f, test in enumerate(folds):

@@ -82,14 +82,23 @@ class KFoldAccuracy:
     method: str
 
 
-def contiguous_folds(n: int, folds: int) -> list[np.ndarray]:
-    """Indices of ``folds`` contiguous folds; the first n % folds folds hold one extra item (KFold)."""
+def kfold_splits(n: int, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) indices of ``folds`` contiguous folds of range(n), as sklearn's unshuffled KFold.
+
+    The first n % folds folds hold one extra item; train is every other index, in order. With
+    ``folds=1`` train = test = all indices (as insightface's LFold does).
+    """
+    n, folds = int(n), int(folds)
     if folds < 1 or folds > n:
-        raise ScoreError(f"folds must be between 1 and the number of pairs ({n}), got {folds}")
+        raise ScoreError(f"cannot split {n} pairs into {folds} folds (folds must be between 1 and {n})")
+    indices = np.arange(n)
+    if folds == 1:
+        return [(indices, indices)]
     sizes = np.full(folds, n // folds)
     sizes[: n % folds] += 1
-    edges = np.concatenate([[0], np.cumsum(sizes)])
-    return [np.arange(edges[f], edges[f + 1]) for f in range(folds)]
+    stops = np.cumsum(sizes)
+    return [(np.concatenate([indices[:stop - size], indices[stop:]]), indices[stop - size:stop])
+            for size, stop in zip(sizes, stops)]
 
 
 def kfold_accuracy(scores, labels, folds: int = 10, *, method: str = "exact", higher_is_genuine: bool = True,
@@ -112,10 +121,8 @@ def kfold_accuracy(scores, labels, folds: int = 10, *, method: str = "exact", hi
         return _insightface_kfold(s_all, lab, folds, higher_is_genuine, fta)
     if method != "exact":
         raise ScoreError(f"unknown k-fold method {method!r}; choose 'exact' or 'insightface'")
-    parts = contiguous_folds(s_all.size, folds)
     accs, thrs = [], []
-    for f, test in enumerate(parts):
-        train = np.concatenate([p for q, p in enumerate(parts) if q != f]) if folds > 1 else test
+    for f, (train, test) in enumerate(kfold_splits(s_all.size, folds)):
         try:
             s = prepare_scores(s_all[train][lab[train]], s_all[train][~lab[train]],
                                higher_is_genuine=higher_is_genuine, fta=fta)

@@ -152,23 +152,9 @@ def insightface_folds(n: int, folds: int = 10) -> list[tuple[np.ndarray, np.ndar
     (the first ``n % folds`` folds get one extra item; train = the rest, in
     order).  ``folds == 1`` gives train = test = all indices.
     """
-    n = int(n)
-    folds = int(folds)
-    if folds < 1:
-        raise ValueError(f"folds must be >= 1, got {folds}")
-    if n < folds:
-        raise ValueError(f"cannot split {n} items into {folds} folds")
-    indices = np.arange(n)
-    if folds == 1:
-        return [(indices, indices)]
-    sizes = np.full(folds, n // folds, dtype=np.intp)
-    sizes[: n % folds] += 1
-    stops = np.cumsum(sizes)
-    out = []
-    for start, stop in zip(stops - sizes, stops):
-        train = np.concatenate((indices[:start], indices[stop:]))
-        out.append((train, indices[start:stop]))
-    return out
+    from frmask.metrics.accuracy import kfold_splits
+
+    return kfold_splits(n, folds)
 
 
 def _split_inputs(distances: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
