@@ -1,0 +1,434 @@
+"""Render a mask template onto face images: homography, warp, colour with shading, alpha blend.
+
+The pipeline for one face (or one aligned benchmark, where every image shares the landmarks):
+
+1. :func:`fit_homography` maps the template's anchor points onto the face landmarks (least squares
+   over all anchor pairs, so a template with five anchors needs no exact projective consistency).
+2. :func:`warp_template` warps the template's premultiplied RGBA into the output frame once and
+   returns a :class:`WarpedMask`: coverage ``alpha``, a luminance ``shade`` normalised to 1.0 over
+   the mask's typical luminance, and the warped template colours ``rgb``.
+3. :func:`apply_mask` / :func:`apply_mask_batch` blend one or many images with that warp:
+   ``out = image * (1 - alpha) + alpha * clip(color * shade, 0, 255)``, in float32, rounded to the
+   nearest integer and clipped to 0..255 (never a uint8 wrap-around). ``color=None`` blends the
+   template's own colours instead. Warping once and blending many images is the fast path.
+
+Large templates (the MaskInv template is 1627x1085 and lands on ~60 output pixels) are first reduced
+by area averaging to the power-of-two level whose remaining minification is below 2, so that the
+bilinear warp does not alias the pleats and edges into noise. The reduction works on premultiplied
+colours, so transparent pixels never bleed their colour into the mask edge.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .template import FIVE_POINTS, MaskTemplate
+
+__all__ = [
+    "LUMA_WEIGHTS",
+    "WarpedMask",
+    "apply_mask",
+    "apply_mask_batch",
+    "fit_homography",
+    "jitter_offsets",
+    "project_points",
+    "warp_template",
+]
+
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+"""ITU-R BT.601 luma weights (R, G, B) used for the template's shading."""
+
+_ALPHA_FLOOR = 1e-4  # warped coverage below this is numerical dust and set to 0
+_CHUNK = 32  # images blended per step of apply_mask_batch (keeps temporaries in cache; measured fastest)
+
+
+# ----------------------------------------------------------------------------------------------------
+# homography
+# ----------------------------------------------------------------------------------------------------
+
+def _points(points, what: str) -> np.ndarray:
+    array = np.asarray(points, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(f"{what} must have shape (N, 2) (x, y), got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what} contain non-finite values")
+    return array
+
+
+def _normaliser(points: np.ndarray) -> np.ndarray:
+    """Hartley's similarity: centroid to the origin, mean distance sqrt(2)."""
+    centre = points.mean(axis=0)
+    spread = np.mean(np.linalg.norm(points - centre, axis=1))
+    scale = math.sqrt(2.0) / spread
+    return np.array([[scale, 0.0, -scale * centre[0]], [0.0, scale, -scale * centre[1]], [0.0, 0.0, 1.0]])
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    homogeneous = points @ matrix[:, :2].T + matrix[:, 2]
+    return homogeneous[:, :2] / homogeneous[:, 2:3]
+
+
+def project_points(homography: np.ndarray, points) -> np.ndarray:
+    """Map (N, 2) points through a 3x3 homography; returns float64 (N, 2)."""
+    homography = np.asarray(homography, dtype=np.float64)
+    if homography.shape != (3, 3):
+        raise ValueError(f"homography must have shape (3, 3), got {homography.shape}")
+    return _apply(homography, _points(points, "points"))
+
+
+def _check_spread(points: np.ndarray, what: str) -> None:
+    centred = points - points.mean(axis=0)
+    scale = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
+    gaps = np.linalg.norm(points[:, None] - points[None], axis=2)
+    gaps[np.diag_indices(len(points))] = np.inf
+    if scale == 0.0 or gaps.min() <= 1e-9 * scale:
+        i, j = np.unravel_index(np.argmin(gaps), gaps.shape)
+        raise ValueError(f"degenerate {what}: points {i} and {j} coincide at {tuple(points[i])}")
+    axes = np.linalg.svd(centred, compute_uv=False)
+    if axes[1] <= 1e-6 * axes[0]:
+        raise ValueError(f"degenerate {what}: all {len(points)} points lie on one line")
+    if len(points) == 4:
+        for k in range(4):
+            rest = np.delete(points, k, axis=0)
+            a, b, c = rest
+            cross = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+            if abs(cross) <= 1e-6 * scale**2:
+                raise ValueError(f"degenerate {what}: with 4 points no 3 may be collinear, but points "
+                                 f"{[i for i in range(4) if i != k]} are")
+
+
+def fit_homography(src, dst) -> np.ndarray:
+    """The 3x3 homography ``H`` (``H[2, 2] = 1``) mapping ``src`` points onto ``dst`` points.
+
+    Needs at least 4 pairs; with more it is the least-squares fit over all pairs
+    (``cv2.findHomography`` with ``method=0``: Hartley-normalised DLT refined by Levenberg-Marquardt
+    on the reprojection error in ``dst``). Raises ``ValueError`` for mismatched or non-finite input and
+    for degenerate configurations (coinciding points, all points on a line, 3 of 4 collinear, or a
+    fit whose matrix is singular).
+    """
+    import cv2
+
+    src = _points(src, "src points")
+    dst = _points(dst, "dst points")
+    if src.shape != dst.shape:
+        raise ValueError(f"src and dst must have the same shape, got {src.shape} and {dst.shape}")
+    if len(src) < 4:
+        raise ValueError(f"a homography needs at least 4 point pairs, got {len(src)}")
+    _check_spread(src, "src points")
+    _check_spread(dst, "dst points")
+
+    # Algebraic rank check on normalised coordinates: a unique fit needs a one-dimensional null space.
+    t_src, t_dst = _normaliser(src), _normaliser(dst)
+    s, d = _apply(t_src, src), _apply(t_dst, dst)
+    n = len(s)
+    design = np.zeros((2 * n, 9))
+    design[0::2, 0:2], design[0::2, 2] = s, 1.0
+    design[0::2, 6:8], design[0::2, 8] = -d[:, :1] * s, -d[:, 0]
+    design[1::2, 3:5], design[1::2, 5] = s, 1.0
+    design[1::2, 6:8], design[1::2, 8] = -d[:, 1:] * s, -d[:, 1]
+    _, sv, vt = np.linalg.svd(design)
+    if sv[7] <= 1e-9 * sv[0]:
+        raise ValueError("degenerate point configuration: the homography is not determined by these points")
+    normalised = vt[-1].reshape(3, 3)
+    cond = np.linalg.svd(normalised, compute_uv=False)
+    if cond[2] <= 1e-9 * cond[0]:
+        raise ValueError("degenerate point configuration: the fitted homography is singular")
+    fallback = np.linalg.inv(t_dst) @ normalised @ t_src
+
+    homography, _ = cv2.findHomography(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2), 0)
+    if homography is None or not np.all(np.isfinite(homography)) or abs(homography[2, 2]) < 1e-12:
+        homography = fallback
+    homography = np.asarray(homography, dtype=np.float64)
+    return homography / homography[2, 2]
+
+
+# ----------------------------------------------------------------------------------------------------
+# template preparation (cached per template object)
+# ----------------------------------------------------------------------------------------------------
+
+class _Prepared:
+    """Premultiplied float32 RGBA of a template, its luminance normaliser and reduced levels."""
+
+    def __init__(self, template: MaskTemplate):
+        rgba = np.asarray(template.rgba)
+        alpha = rgba[..., 3].astype(np.float32) / np.float32(255.0)
+        premultiplied = np.empty(rgba.shape, dtype=np.float32)
+        np.multiply(rgba[..., :3], alpha[..., None], out=premultiplied[..., :3], dtype=np.float32)
+        premultiplied[..., 3] = alpha
+        luma = rgba[..., :3].astype(np.float64) @ LUMA_WEIGHTS
+        inside = alpha > 0.5
+        if not inside.any():
+            inside = alpha > 0
+        median = float(np.median(luma[inside]))
+        if not median > 0:
+            raise ValueError(f"mask template {template.name!r}: its opaque part is black, shading is undefined")
+        self.luma_median = median
+        rows = np.flatnonzero(rgba[..., 3].any(axis=1))
+        cols = np.flatnonzero(rgba[..., 3].any(axis=0))
+        self.corners = np.array([[cols[0], rows[0]], [cols[-1], rows[0]], [cols[0], rows[-1]],
+                                 [cols[-1], rows[-1]]], dtype=np.float64)  # of the opaque part's bounding box
+        self.shape = rgba.shape[:2]
+        self.levels = {0: (premultiplied, np.eye(3))}
+
+    def level(self, k: int):
+        """Level ``k``: the template reduced by ``2**k`` (area averaging) and the map template -> level."""
+        import cv2
+
+        if k not in self.levels:
+            base, _ = self.levels[0]
+            h, w = self.shape
+            lw, lh = max(1, round(w / 2**k)), max(1, round(h / 2**k))
+            image = cv2.resize(base, (lw, lh), interpolation=cv2.INTER_AREA)
+            sx, sy = lw / w, lh / h
+            # cv2.resize maps pixel centres: x_level = sx * (x + 0.5) - 0.5
+            to_level = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+            self.levels[k] = (image, to_level)
+        return self.levels[k]
+
+
+_PREPARED: weakref.WeakKeyDictionary[MaskTemplate, _Prepared] = weakref.WeakKeyDictionary()
+
+
+def _prepared(template: MaskTemplate) -> _Prepared:
+    prepared = _PREPARED.get(template)
+    if prepared is None:
+        prepared = _Prepared(template)
+        _PREPARED[template] = prepared
+    return prepared
+
+
+# ----------------------------------------------------------------------------------------------------
+# warping
+# ----------------------------------------------------------------------------------------------------
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class WarpedMask:
+    """A template warped into an output frame of ``size = (width, height)``; all arrays read-only.
+
+    ``alpha``: float32 (H, W) coverage in [0, 1]. ``shade``: float32 (H, W), the template's luminance
+    divided by its median over the template's opaque part (1.0 = typical mask brightness; 1.0 where
+    ``alpha`` is 0). ``rgb``: float32 (H, W, 3) the warped template colours (not premultiplied,
+    0..255; 0 where ``alpha`` is 0). ``homography``: the 3x3 map from template to output pixels.
+    """
+
+    alpha: np.ndarray
+    shade: np.ndarray
+    rgb: np.ndarray
+    homography: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.alpha.shape[1]), int(self.alpha.shape[0])
+
+    @cached_property
+    def bbox(self) -> tuple[int, int, int, int]:
+        """``(y0, y1, x0, x1)``: the smallest window holding every pixel with ``alpha > 0`` (may be empty)."""
+        rows = np.flatnonzero(self.alpha.any(axis=1))
+        cols = np.flatnonzero(self.alpha.any(axis=0))
+        if rows.size == 0:
+            return 0, 0, 0, 0
+        return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+    @cached_property
+    def _window(self):
+        y0, y1, x0, x1 = self.bbox
+        alpha = np.ascontiguousarray(self.alpha[y0:y1, x0:x1])[..., None]
+        own_paint = alpha * self.rgb[y0:y1, x0:x1]  # alpha * template colour, for color=None
+        return alpha, np.float32(1.0) - alpha, np.ascontiguousarray(self.shade[y0:y1, x0:x1])[..., None], own_paint
+
+
+def _landmark_array(template: MaskTemplate, landmarks) -> np.ndarray:
+    names = template.landmarks
+    if isinstance(landmarks, Mapping):
+        missing = [n for n in names if n not in landmarks]
+        if missing:
+            raise ValueError(f"mask template {template.name!r} needs landmarks {list(names)}; "
+                             f"missing: {missing} (got {sorted(landmarks)})")
+        points = []
+        for n in names:
+            p = np.asarray(landmarks[n], dtype=np.float64).reshape(-1)
+            if p.shape != (2,) or not np.all(np.isfinite(p)):
+                raise ValueError(f"landmark {n!r} must be a finite (x, y) pair, got {landmarks[n]!r}")
+            points.append(p)
+        return np.array(points)
+    array = np.asarray(landmarks, dtype=np.float64)
+    if array.shape == (5, 2) and set(names) <= set(FIVE_POINTS):
+        by_name = dict(zip(FIVE_POINTS, array))
+        return _landmark_array(template, by_name)
+    raise ValueError("landmarks must be a dict name -> (x, y), or a (5, 2) array in the order "
+                     f"{FIVE_POINTS} for a five-point template; got {type(landmarks).__name__} {array.shape}")
+
+
+def _check_size(size) -> tuple[int, int]:
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise ValueError(f"size must be (width, height) with positive integers, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=None, *,
+                  margin: float = 0.25) -> WarpedMask:
+    """Warp ``template`` so its anchors land on ``landmarks`` in a ``size = (width, height)`` frame.
+
+    ``landmarks``: dict landmark name -> (x, y) output pixel (a (5, 2) array in
+    :data:`~frmask.synth.template.FIVE_POINTS` order is accepted for five-point templates).
+    ``jitter``: optional (n_anchors, 2) offsets in output pixels added to the landmarks, in the order
+    of ``template.landmarks`` (see :func:`jitter_offsets`). Landmarks more than ``margin`` times the
+    width / height outside the frame, missing names, and homographies that fold the mask across the
+    horizon raise ``ValueError``.
+
+    The warp is ``cv2.warpPerspective`` with bilinear sampling of the premultiplied RGBA (after an
+    area reduction of large templates, see the module notes), zero outside the template.
+    """
+    import cv2
+
+    if not isinstance(template, MaskTemplate):
+        raise TypeError(f"template must be a MaskTemplate, got {type(template).__name__}")
+    width, height = _check_size(size)
+    dst = _landmark_array(template, landmarks)
+    names = template.landmarks
+    if jitter is not None:
+        jitter = np.asarray(jitter, dtype=np.float64)
+        if jitter.shape != dst.shape or not np.all(np.isfinite(jitter)):
+            raise ValueError(f"jitter must be a finite array of shape {dst.shape} (one (dx, dy) per anchor "
+                             f"{list(names)}), got {jitter.shape}")
+        dst = dst + jitter
+    low = np.array([-0.5 - margin * width, -0.5 - margin * height])
+    high = np.array([width - 0.5 + margin * width, height - 0.5 + margin * height])
+    outside = [f"{n} at ({x:.1f}, {y:.1f})" for n, (x, y), bad in
+               zip(names, dst, np.any((dst < low) | (dst > high), axis=1)) if bad]
+    if outside:
+        raise ValueError(f"landmarks far outside the {width}x{height} output image: {', '.join(outside)} "
+                         f"(allowed margin {margin:g} of the image size)")
+
+    src = template.anchor_array()
+    homography = fit_homography(src, dst)
+
+    prepared = _prepared(template)
+    # The mask must lie entirely on one side of the homography's horizon, or the warp folds it.
+    w = prepared.corners @ homography[2, :2] + homography[2, 2]
+    if not (np.all(w > 0) or np.all(w < 0)):
+        raise ValueError(f"the landmarks {dict(zip(names, map(tuple, dst.round(2))))} give a homography that "
+                         f"folds mask template {template.name!r} across its horizon")
+
+    # Minification (template pixels per output pixel) at the anchors' centroid picks the level.
+    centre = src.mean(axis=0)
+    jac = _jacobian(homography, centre)
+    minification = 1.0 / math.sqrt(max(abs(np.linalg.det(jac)), 1e-300))
+    k = max(0, math.floor(math.log2(minification))) if minification > 1 else 0
+    k = min(k, math.floor(math.log2(max(prepared.shape))))
+    image, to_level = prepared.level(k)
+    level_h = homography @ np.linalg.inv(to_level)
+    warped = cv2.warpPerspective(image, level_h, (width, height), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+
+    alpha = np.clip(warped[..., 3], 0.0, 1.0)
+    alpha[alpha < _ALPHA_FLOOR] = 0.0
+    covered = alpha > 0
+    safe = np.where(covered, alpha, np.float32(1.0))
+    rgb = np.clip(warped[..., :3] / safe[..., None], 0.0, 255.0).astype(np.float32)
+    rgb[~covered] = 0.0
+    luma = (warped[..., :3].astype(np.float64) @ LUMA_WEIGHTS) / (safe * prepared.luma_median)
+    shade = np.where(covered, luma, 1.0).astype(np.float32)
+    np.maximum(shade, 0.0, out=shade)
+    return WarpedMask(alpha=_readonly(alpha.astype(np.float32)), shade=_readonly(shade),
+                      rgb=_readonly(rgb), homography=_readonly(homography))
+
+
+def _jacobian(homography: np.ndarray, point: np.ndarray) -> np.ndarray:
+    x, y = point
+    h = homography
+    w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+    u = h[0, 0] * x + h[0, 1] * y + h[0, 2]
+    v = h[1, 0] * x + h[1, 1] * y + h[1, 2]
+    return np.array([[(h[0, 0] * w - u * h[2, 0]) / w**2, (h[0, 1] * w - u * h[2, 1]) / w**2],
+                     [(h[1, 0] * w - v * h[2, 0]) / w**2, (h[1, 1] * w - v * h[2, 1]) / w**2]])
+
+
+def jitter_offsets(rng: np.random.Generator, n_anchors: int, max_shift: float = 3.0, size=112) -> np.ndarray:
+    """Random anchor shifts for training: float64 (n_anchors, 2), each coordinate uniform in
+    ``[-max_shift, max_shift]`` pixels of a 112-pixel crop, scaled by ``size / 112`` (``size`` an int,
+    or ``(width, height)`` scaled by the height). Evaluation uses no jitter."""
+    if isinstance(size, (tuple, list)):
+        size = _check_size(tuple(size))[1]
+    if not (isinstance(n_anchors, (int, np.integer)) and n_anchors > 0):
+        raise ValueError(f"n_anchors must be a positive integer, got {n_anchors!r}")
+    if not (max_shift >= 0 and math.isfinite(max_shift)):
+        raise ValueError(f"max_shift must be finite and >= 0, got {max_shift!r}")
+    scale = float(size) / 112.0
+    return rng.uniform(-max_shift, max_shift, size=(int(n_anchors), 2)) * scale
+
+
+# ----------------------------------------------------------------------------------------------------
+# blending
+# ----------------------------------------------------------------------------------------------------
+
+def _check_colors(colors, n: int) -> np.ndarray | None:
+    if colors is None:
+        return None
+    array = np.asarray(colors, dtype=np.float64)
+    if array.shape != (n, 3):
+        raise ValueError(f"colors must have shape ({n}, 3), got {array.shape}")
+    if not np.all(np.isfinite(array)) or array.min(initial=0) < 0 or array.max(initial=0) > 255:
+        raise ValueError("colours must be RGB values in 0..255")
+    return array.astype(np.float32)
+
+
+def apply_mask_batch(images: np.ndarray, warped: WarpedMask, colors=None) -> np.ndarray:
+    """Blend ``warped`` onto every image: uint8 (N, H, W, 3) RGB in, a new uint8 array out.
+
+    ``colors``: (N, 3) RGB values in 0..255, one per image, or None to keep the template's own
+    colours. Per pixel and channel, in float32: ``m = min(color * shade, 255)`` (or the template
+    colour), ``out = image * (1 - alpha) + alpha * m``, rounded half to even and clipped to 0..255.
+    Pixels with ``alpha == 0`` are copied unchanged. The inputs are never modified.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    width, height = warped.size
+    if images.shape[1:3] != (height, width):
+        raise ValueError(f"images are {images.shape[2]}x{images.shape[1]} but the mask was warped for "
+                         f"{width}x{height}")
+    n = images.shape[0]
+    colors = _check_colors(colors, n)
+    out = images.copy()
+    y0, y1, x0, x1 = warped.bbox
+    if n == 0 or y1 == y0:
+        return out
+    alpha, keep, shade, own_paint = warped._window
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        region = out[start:stop, y0:y1, x0:x1].astype(np.float32)
+        region *= keep
+        if colors is None:
+            paint = own_paint
+        else:
+            paint = colors[start:stop, None, None, :] * shade
+            np.minimum(paint, np.float32(255.0), out=paint)
+            paint *= alpha
+        region += paint
+        np.rint(region, out=region)
+        np.clip(region, 0.0, 255.0, out=region)
+        out[start:stop, y0:y1, x0:x1] = region.astype(np.uint8)
+    return out
+
+
+def apply_mask(image: np.ndarray, warped: WarpedMask, color=None) -> np.ndarray:
+    """Blend ``warped`` onto one uint8 (H, W, 3) RGB image with ``color`` (RGB 0..255, or None for the
+    template's own colours); the same arithmetic as :func:`apply_mask_batch`, bit for bit."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    colors = None if color is None else np.asarray(color, dtype=np.float64).reshape(1, -1)
+    return apply_mask_batch(image[None], warped, colors)[0]

@@ -1,0 +1,130 @@
+"""Masked .bin benchmarks: modes, determinism across workers, sidecars, bad input, and the CLI."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from frmask.cli import main
+from frmask.io.insightface_bin import BinBenchmark, decode_image, read_bin, write_bin
+from frmask.synth.benchmark import MaskSpec, masked_indices, synth_bin
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _face_like(k: int) -> bytes:
+    """A deterministic 112x112 JPEG: a smooth skin-toned gradient with some texture."""
+    rng = np.random.default_rng(k)
+    y, x = np.mgrid[0:112, 0:112]
+    base = np.stack([150 + 40 * np.sin(x / 17 + k), 110 + 30 * np.cos(y / 13), 90 + 20 * np.sin((x + y) / 23)], -1)
+    img = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+    return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def small_bin(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bin") / "tiny.bin"
+    imgs = [_face_like(k) for k in range(40)]
+    write_bin(path, BinBenchmark(imgs, np.array([k % 2 == 0 for k in range(20)])))
+    return path
+
+
+def test_masked_indices():
+    assert masked_indices(6, "none").tolist() == [False] * 6
+    assert masked_indices(6, "masked-vs-masked").all()
+    assert masked_indices(6, "masked-vs-nonmasked").tolist() == [False, True] * 3
+    assert masked_indices(6, "legacy-maskinv").tolist() == [False] * 3 + [True] * 3
+    with pytest.raises(ValueError, match="unknown mode"):
+        masked_indices(6, "half")
+
+
+@pytest.mark.parametrize("mode", ["masked-vs-nonmasked", "masked-vs-masked", "none"])
+def test_modes_change_exactly_the_right_images(small_bin, tmp_path, mode):
+    out = tmp_path / "out.bin"
+    summary = synth_bin(small_bin, out, benchmark="lfw", mode=mode, seed=3)
+    before, after = read_bin(small_bin), read_bin(out)
+    assert np.array_equal(before.issame, after.issame)
+    changed = [a != b for a, b in zip(before.images, after.images)]
+    assert changed == masked_indices(40, mode).tolist()
+    assert summary.n_masked == sum(changed)
+    if mode == "masked-vs-nonmasked":  # exactly one image of every pair is masked
+        assert all(changed[2 * i] + changed[2 * i + 1] == 1 for i in range(20))
+    sidecar = (tmp_path / "out.bin.masks.csv").read_text().splitlines()
+    assert sidecar[0] == "index,masked,mask_type,r,g,b,jitter" and len(sidecar) == 41
+    assert [line.split(",")[1] == "1" for line in sidecar[1:]] == changed
+    assert (tmp_path / "out.bin.preview.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_deterministic_across_workers_and_seeds(small_bin, tmp_path):
+    a, b, c = tmp_path / "a.bin", tmp_path / "b.bin", tmp_path / "c.bin"
+    synth_bin(small_bin, a, benchmark="lfw", seed=7, workers=1, chunk=5)
+    synth_bin(small_bin, b, benchmark="lfw", seed=7, workers=2, chunk=16)
+    synth_bin(small_bin, c, benchmark="lfw", seed=8)
+    assert a.read_bytes() == b.read_bytes()
+    assert (tmp_path / "a.bin.masks.csv").read_text() == (tmp_path / "b.bin.masks.csv").read_text()
+    assert a.read_bytes() != c.read_bytes()
+    # the same image index gets the same colour whatever else is in the set (cfp_fp would differ: the
+    # benchmark name is part of the seed)
+    d = tmp_path / "d.bin"
+    synth_bin(small_bin, d, benchmark="cfp_fp", seed=7)
+    assert d.read_bytes() != a.read_bytes()
+
+
+def test_mask_lands_on_the_lower_face(small_bin, tmp_path):
+    out = tmp_path / "out.bin"
+    synth_bin(small_bin, out, benchmark="lfw", spec=MaskSpec(colors="uniform"), seed=1)
+    before = decode_image(read_bin(small_bin).images[0]).astype(int)
+    after = decode_image(read_bin(out).images[0]).astype(int)
+    diff = np.abs(after - before).sum(-1) > 40
+    assert diff[90:100, 45:67].mean() > 0.9  # mouth region covered
+    assert diff[45:58, 30:80].mean() < 0.02  # eye band untouched (JPEG noise aside)
+
+
+def test_jitter_and_colour_file(small_bin, tmp_path):
+    colors = tmp_path / "colors.txt"
+    colors.write_text("".join(f"{i},[{i} 100 200]\n" for i in range(40)))
+    out = tmp_path / "j.bin"
+    synth_bin(small_bin, out, benchmark="lfw", spec=MaskSpec(colors=str(colors), jitter=3.0), seed=0)
+    rows = [line.split(",") for line in (tmp_path / "j.bin.masks.csv").read_text().splitlines()[1:]]
+    assert [(int(r[3]), int(r[4]), int(r[5])) for r in rows] == [(i, 100, 200) for i in range(40)]
+    shifts = np.array([list(map(float, r[6].split())) for r in rows])
+    assert shifts.shape == (40, 10) and np.abs(shifts).max() <= 3.0 and np.abs(shifts).max() > 1.0
+
+
+def test_bad_input_leaves_no_output(tmp_path):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\x80\x04not a pickle")
+    out = tmp_path / "out.bin"
+    with pytest.raises(ValueError, match="bad.bin"):
+        synth_bin(bad, out, benchmark="lfw")
+    wrong_size = tmp_path / "big.bin"
+    img = cv2.imencode(".jpg", np.zeros((100, 90, 3), np.uint8))[1].tobytes()
+    write_bin(wrong_size, BinBenchmark([img, img], np.array([True])))
+    with pytest.raises(ValueError, match="image 0 is 90x100"):
+        synth_bin(wrong_size, out, benchmark="lfw")
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        synth_bin(wrong_size, out, benchmark="ijbc")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.bin", "big.bin"]
+
+
+def test_cli_synth(small_bin, tmp_path):
+    out = tmp_path / "mm.bin"
+    res = CliRunner().invoke(main, ["synth", "--benchmark", "lfw", "--data", str(small_bin), "--out", str(out),
+                                    "--mode", "masked-vs-nonmasked", "--mask-type", "kn95", "--seed", "0"])
+    assert res.exit_code == 0, res.output
+    assert "20 of 40 images masked" in res.output and out.is_file()
+    res = CliRunner().invoke(main, ["synth", "--benchmark", "nope", "--data", str(small_bin), "--out", str(out)])
+    assert res.exit_code == 1 and "unknown benchmark 'nope'" in res.output
+
+
+def test_legacy_maskinv_on_bin(small_bin, tmp_path):
+    template = SHARED / "templates" / "maskinv_mask_img.png"
+    if not template.is_file():
+        pytest.skip(f"MaskInv template not found at {template}")
+    out = tmp_path / "legacy.bin"
+    synth_bin(small_bin, out, benchmark="lfw", mode="legacy-maskinv",
+              spec=MaskSpec(template=str(template), legacy="maskinv"), seed=0)
+    changed = [a != b for a, b in zip(read_bin(small_bin).images, read_bin(out).images)]
+    assert changed == [False] * 20 + [True] * 20
