@@ -409,18 +409,17 @@ def apply_mask_batch(images: np.ndarray, warped: WarpedMask, colors=None) -> np.
     alpha, keep, shade, own_paint = warped._window
     for start in range(0, n, _CHUNK):
         stop = min(n, start + _CHUNK)
-        region = out[start:stop, y0:y1, x0:x1].astype(np.float32)
-        region *= keep
+        window = out[start:stop, y0:y1, x0:x1]
+        region = np.multiply(window, keep, dtype=np.float32)  # image * (1 - alpha)
         if colors is None:
-            paint = own_paint
+            region += own_paint
         else:
             paint = colors[start:stop, None, None, :] * shade
             np.minimum(paint, np.float32(255.0), out=paint)
             paint *= alpha
-        region += paint
-        np.rint(region, out=region)
-        np.clip(region, 0.0, 255.0, out=region)
-        out[start:stop, y0:y1, x0:x1] = region.astype(np.uint8)
+            region += paint
+        np.rint(region, out=region)  # a convex mix of values in 0..255: no clipping needed
+        np.copyto(window, region, casting="unsafe")
     return out
 
 

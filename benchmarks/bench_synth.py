@@ -1,0 +1,113 @@
+"""Benchmark: masked-vs-masked synthesis of a 12,000-image 112x112 .bin built from real aligned faces.
+
+1. Builds the benchmark: MFR2 `no-mask` faces from ../shared/data, detected with frmask's YuNet, aligned to
+   the ArcFace 112x112 template and JPEG-encoded, repeated to 12,000 images (6,000 pairs).
+2. Times the whole `frmask synth` command in a fresh process (process start, imports, JPEG decode and
+   encode, writing the .bin, sidecar and preview included), for 1 and 2 workers.
+3. Times the per-image baseline in this process: for each image, fit the homography and warp the full
+   template (as the published code does), blend, encode.
+
+Run by hand:  python benchmarks/bench_synth.py [--images 12000] [--template maskinv|surgical]
+Targets (2-core machine): >= 5,000 images/s end to end and >= 3x the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MFR2 = ROOT.parent / "shared" / "data" / "mfr2"
+MASKINV = ROOT.parent / "shared" / "data" / "templates" / "maskinv_mask_img.png"
+
+
+def build_bin(path: Path, n_images: int) -> int:
+    from frmask.faces.align import align_face
+    from frmask.faces.detect import get_detector
+    from frmask.io.insightface_bin import BinBenchmark, write_bin
+
+    det = get_detector("yunet")
+    faces = []
+    for line in (MFR2 / "mfr2_labels.txt").read_text().splitlines():
+        name, idx, kind = [p.strip() for p in line.split(",")]
+        if kind != "no-mask":
+            continue
+        img = cv2.cvtColor(cv2.imread(str(MFR2 / name / f"{name}_{int(idx):04d}.png")), cv2.COLOR_BGR2RGB)
+        face = det.detect_largest(img)
+        if face is None:
+            continue
+        aligned = align_face(img, face.landmarks)
+        faces.append(cv2.imencode(".jpg", cv2.cvtColor(aligned, cv2.COLOR_RGB2BGR),
+                                  [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+    images = [faces[k % len(faces)] for k in range(n_images)]
+    write_bin(path, BinBenchmark(images, np.array([k % 2 == 0 for k in range(n_images // 2)])))
+    return len(faces)
+
+
+def baseline(path: Path, template_rgba: np.ndarray, anchors: np.ndarray, landmarks: np.ndarray) -> float:
+    """Per image: decode, fit the homography, warp the full-resolution template, blend, encode."""
+    from frmask.io.insightface_bin import read_bin
+
+    images = read_bin(path).images
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for data in images:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        h, _ = cv2.findHomography(anchors, landmarks, 0)
+        warped = cv2.warpPerspective(template_rgba, h, (112, 112))
+        alpha = warped[..., 3:4].astype(np.float32) / 255
+        color = rng.integers(0, 256, 3).astype(np.float32)
+        shade = warped[..., :3].mean(-1, keepdims=True).astype(np.float32) / 200
+        out = img * (1 - alpha) + alpha * np.minimum(color * shade, 255)
+        cv2.imencode(".jpg", out.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=12_000)
+    ap.add_argument("--template", choices=["maskinv", "surgical"], default="surgical")
+    args = ap.parse_args()
+    if not MFR2.is_dir():
+        sys.exit(f"needs the MFR2 faces at {MFR2}")
+    from frmask.synth.maskinv import ARCFACE_LANDMARKS, maskinv_template
+    from frmask.synth.shapes import builtin_template
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "faces.bin"
+        n_faces = build_bin(data, args.images)
+        print(f"built {data.name}: {args.images:,} aligned 112x112 JPEG images from {n_faces} real MFR2 faces")
+        extra = ["--template", str(MASKINV)] if args.template == "maskinv" else ["--mask-type", "surgical"]
+        rates = {}
+        for workers in (1, 2):
+            out = Path(tmp) / f"masked{workers}.bin"
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "frmask", "synth", "--benchmark", "lfw", "--data", str(data),
+                            "--out", str(out), "--mode", "masked-vs-masked", "--seed", "0",
+                            "--workers", str(workers), *extra], check=True, capture_output=True)
+            elapsed = time.perf_counter() - t0
+            rates[workers] = args.images / elapsed
+            print(f"frmask synth, {workers} worker(s), whole command: {elapsed:.2f} s = {rates[workers]:,.0f} images/s")
+        same = (Path(tmp) / "masked1.bin").read_bytes() == (Path(tmp) / "masked2.bin").read_bytes()
+        print(f"outputs of 1 and 2 workers byte-identical: {same}")
+        template = maskinv_template(MASKINV) if args.template == "maskinv" else builtin_template("surgical")
+        anchors = template.anchor_array().astype(np.float32)
+        landmarks = np.array([ARCFACE_LANDMARKS[k] for k in template.landmarks], np.float32)
+        t_base = baseline(data, np.ascontiguousarray(template.rgba), anchors, landmarks)
+        base_rate = args.images / t_base
+        best = max(rates.values())
+        print(f"per-image baseline (fit + full-template warp per image), in-process: {t_base:.2f} s = "
+              f"{base_rate:,.0f} images/s")
+        print(f"best end to end {best:,.0f} images/s: target 5,000 -> {'met' if best >= 5000 else 'MISSED'}; "
+              f"{best / base_rate:.1f}x the baseline: target 3x -> {'met' if best >= 3 * base_rate else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
