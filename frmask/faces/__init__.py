@@ -1,6 +1,6 @@
-"""Faces: landmark templates and 5-point similarity alignment (detectors live in their own modules).
+"""Faces: landmark templates, 5-point similarity alignment, detectors (YuNet, MTCNN) and landmark CSVs.
 
-Importing this package needs only numpy; OpenCV is imported when an image is warped.
+Importing this package needs only numpy; OpenCV and onnxruntime are imported when used.
 """
 
 from frmask.faces.align import (
@@ -14,8 +14,17 @@ from frmask.faces.align import (
     template_for,
     transform_points,
 )
+from frmask.faces.detect import DETECTORS, Detector, Face, ModelFileError, get_detector
+from frmask.faces.landmarks_csv import read_landmarks_csv, write_landmarks_csv
 
 __all__ = [
+    "DETECTORS",
+    "Detector",
+    "Face",
+    "ModelFileError",
+    "get_detector",
+    "read_landmarks_csv",
+    "write_landmarks_csv",
     "ARCFACE_112",
     "BORDER_MODES",
     "LANDMARK_MARGIN",
