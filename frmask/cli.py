@@ -169,13 +169,13 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
 
 
 @main.command()
-@click.option("--benchmark", required=True, metavar="NAME",
-              help="Benchmark name: lfw, cfp_fp, cfp_ff, agedb_30, calfw or cplfw.")
-@click.option("--data", required=True, type=click.Path(dir_okay=False), help="The insightface .bin file to mask.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The masked .bin to write.")
+@click.option("--benchmark", metavar="NAME", help="Benchmark name of the .bin: lfw, cfp_fp, cfp_ff, agedb_30, calfw or cplfw.")
+@click.option("--data", type=click.Path(dir_okay=False), help="The insightface .bin file to mask.")
+@click.option("--images", type=click.Path(file_okay=False), help="Or a folder of face images (detected, aligned to 112x112).")
+@click.option("--out", required=True, type=click.Path(), help="The masked .bin to write, or the output folder.")
 @click.option("--mode", default="masked-vs-masked", show_default=True,
               type=click.Choice(["none", "masked-vs-masked", "masked-vs-nonmasked", "legacy-maskinv"]),
-              help="Which images get a mask (masked-vs-nonmasked: the second image of each pair).")
+              help="Which .bin images get a mask (masked-vs-nonmasked: the second image of each pair).")
 @click.option("--mask-type", default="surgical", show_default=True,
               type=click.Choice(["surgical", "n95", "kn95", "cloth"]), help="Built-in mask drawn by frmask.")
 @click.option("--template", type=click.Path(dir_okay=False), help="A template image instead (maskinv_mask_img.png).")
@@ -185,30 +185,55 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
               help="Random anchor shifts up to this many pixels of a 112 crop (training augmentation; 0 to evaluate).")
 @click.option("--legacy", type=click.Choice(["maskinv"]), help="Reproduce the published rendering bit for bit "
               "(its defects included), only to compare with published numbers.")
+@click.option("--detector", type=click.Choice(["yunet", "mtcnn"]), default="yunet", show_default=True,
+              help="Face detector for --images.")
+@click.option("--landmarks", type=click.Path(dir_okay=False),
+              help="For --images: a CSV of landmarks (image,x1,y1,...,x5,y5) instead of detection.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes (same output for any).")
-def synth(benchmark, data, out, mode, mask_type, template, colors, jitter, legacy, seed, workers):
-    """Draw synthetic masks onto an aligned insightface .bin benchmark, deterministically.
+def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitter, legacy, detector, landmarks, seed,
+          workers):
+    """Draw synthetic masks deterministically onto an aligned insightface .bin benchmark
+    (--benchmark NAME --data FILE.bin) or a folder of face images (--images DIR).
 
-    Writes OUT (atomically), OUT.masks.csv (what each image got) and OUT.preview.png (originals above
-    masked versions)."""
+    A .bin run writes OUT (atomically), OUT.masks.csv (what each image got) and OUT.preview.png. A folder
+    run writes the masked 112x112 faces under OUT with the same structure, plus masks.csv, failures.csv
+    (images with no face found, never dropped silently) and preview.png."""
     from frmask.synth.benchmark import MaskSpec, check_benchmark, synth_bin
 
-    check_benchmark(benchmark)
+    if bool(images) == bool(data):
+        raise click.UsageError("give either --benchmark NAME --data FILE.bin, or --images DIR")
+    if data and not benchmark:
+        raise click.UsageError("--data needs --benchmark NAME (it is part of every image's seed)")
     spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, jitter=jitter, legacy=legacy)
-    show = sys.stderr.isatty()
     bar = None
-    if show:
+    if sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(unit="img", desc="masking", leave=False)
-    summary = synth_bin(data, out, benchmark=benchmark, mode=mode, spec=spec, seed=seed, workers=workers,
-                        progress=bar.update if bar else None)
-    if bar:
-        bar.close()
-    rate = summary.n_images / summary.seconds if summary.seconds else float("inf")
-    click.echo(f"{benchmark} ({mode}): {summary.n_pairs:,} pairs, {summary.n_masked:,} of {summary.n_images:,} "
-               f"images masked in {summary.seconds:.2f} s ({rate:,.0f} images/s)")
+    progress = bar.update if bar else None
+    if images:
+        from frmask.synth.folder import synth_folder
+
+        summary = synth_folder(images, out, spec=spec, seed=seed, detector=detector, landmarks_csv=landmarks,
+                               workers=workers, progress=progress)
+        if bar:
+            bar.close()
+        click.echo(f"{images}: {summary.n_masked:,} of {summary.n_images:,} images masked in {summary.seconds:.2f} s; "
+                   f"{len(summary.failures)} failure(s)")
+        for rel, reason in summary.failures[:10]:
+            click.echo(f"  failed: {rel}: {reason}")
+        if len(summary.failures) > 10:
+            click.echo(f"  ... {len(summary.failures) - 10} more in {summary.outputs['failures']}")
+    else:
+        check_benchmark(benchmark)
+        summary = synth_bin(data, out, benchmark=benchmark, mode=mode, spec=spec, seed=seed, workers=workers,
+                            progress=progress)
+        if bar:
+            bar.close()
+        rate = summary.n_images / summary.seconds if summary.seconds else float("inf")
+        click.echo(f"{benchmark} ({mode}): {summary.n_pairs:,} pairs, {summary.n_masked:,} of {summary.n_images:,} "
+                   f"images masked in {summary.seconds:.2f} s ({rate:,.0f} images/s)")
     for label, path in summary.outputs.items():
         click.echo(f"wrote {label}: {path}")
 

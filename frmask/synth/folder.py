@@ -1,0 +1,178 @@
+"""Masked versions of image folders: detect, align to 112x112, mask, keep the folder structure.
+
+Every image under the source folder (recursively, sorted by relative path) gets index i in that order;
+its random choices come from ``image_rng(seed, <source folder name>, i, stream)``. An image that cannot be
+read or in which no face is found is written to ``failures.csv`` (path and reason) and counted, never
+dropped silently. Beside the masked images the output folder holds ``masks.csv`` (index, path, mask,
+colour, jitter) and ``preview.png`` (aligned originals above their masked versions).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from frmask.synth.benchmark import MaskSpec, load_template
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+SIZE = 112
+
+
+@dataclass
+class FolderSummary:
+    n_images: int
+    n_masked: int
+    failures: list = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files under ``root``, as sorted relative paths."""
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+_STATE: dict = {}
+
+
+def _init(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dict | None, threads: int) -> None:
+    import cv2
+
+    from frmask.synth.benchmark import _Colorizer
+    from frmask.synth.maskinv import ARCFACE_LANDMARKS
+    from frmask.synth.render import warp_template
+
+    if threads:
+        cv2.setNumThreads(threads)
+    template = load_template(spec)
+    det = None
+    if landmarks is None:
+        from frmask.faces.detect import get_detector
+
+        det = get_detector(detector, threads=threads)
+    _STATE.update(spec=spec, seed=seed, dataset=dataset, template=template, detector=det, landmarks=landmarks,
+                  colorize=_Colorizer(spec, seed, dataset),
+                  warped=None if spec.jitter or spec.legacy else warp_template(template, ARCFACE_LANDMARKS,
+                                                                                (SIZE, SIZE)))
+
+
+def _process(job):
+    """Mask one image: (index, relative path, source, destination) -> (index, rel, error or None, record)."""
+    import cv2
+
+    from frmask.faces.align import align_face
+    from frmask.synth.maskinv import ARCFACE_LANDMARKS, render_maskinv_legacy
+    from frmask.synth.render import apply_mask, jitter_offsets, warp_template
+    from frmask.synth.seeding import image_rng
+
+    i, rel, src, dst, keep = job
+    st = _STATE
+    bgr = cv2.imread(src, cv2.IMREAD_COLOR)
+    if bgr is None:
+        return i, rel, "unreadable image", None
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if st["landmarks"] is not None:
+        lm = st["landmarks"].get(rel)
+        if lm is None:
+            return i, rel, "no landmarks in the landmark file", None
+    else:
+        face = st["detector"].detect_largest(rgb)
+        if face is None:
+            return i, rel, "no face detected", None
+        lm = face.landmarks
+    try:
+        aligned = align_face(rgb, lm, size=(SIZE, SIZE))
+    except ValueError as exc:
+        return i, rel, f"cannot align: {exc}", None
+    color = st["colorize"](i)
+    jitter = []
+    spec = st["spec"]
+    if spec.legacy == "maskinv":
+        masked = render_maskinv_legacy(aligned, color, st["template"])
+    elif st["warped"] is not None:
+        masked = apply_mask(aligned, st["warped"], color)
+    else:
+        off = jitter_offsets(image_rng(st["seed"], st["dataset"], i, "jitter"), len(st["template"].landmarks),
+                             spec.jitter)
+        jitter = np.round(off, 4).ravel().tolist()
+        masked = apply_mask(aligned, warp_template(st["template"], ARCFACE_LANDMARKS, (SIZE, SIZE), jitter=off),
+                            color)
+    suffix = Path(dst).suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix if suffix != ".pgm" else ".png", cv2.cvtColor(masked, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        return i, rel, f"cannot encode {suffix}", None
+    from frmask._atomic import write_bytes_atomic
+
+    out_path = dst if suffix != ".pgm" else str(Path(dst).with_suffix(".png"))
+    write_bytes_atomic(out_path, buf.tobytes())
+    return i, rel, None, (tuple(int(v) for v in color), jitter, aligned if keep else None, masked if keep else None)
+
+
+def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detector: str = "yunet",
+                 landmarks_csv=None, workers: int = 1, progress=None) -> FolderSummary:
+    """Mask every face image under ``src`` into ``dst`` (module docstring)."""
+    import time
+
+    from frmask._atomic import write_bytes_atomic, write_text_atomic
+
+    t0 = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise ValueError(f"{src}: not a folder")
+    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+        raise ValueError(f"{dst}: the output folder must not be the source folder or inside it")
+    files = list_images(src)
+    if not files:
+        raise ValueError(f"{src}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    landmarks = None
+    if landmarks_csv is not None:
+        from frmask.faces.landmarks_csv import read_landmarks_csv
+
+        landmarks = read_landmarks_csv(landmarks_csv)
+    load_template(spec)  # fail fast on a bad template, before any output
+    dataset = src.resolve().name
+    shown = set(np.linspace(0, len(files) - 1, min(8, len(files))).astype(int).tolist())  # preview tiles
+    jobs = [(i, rel.as_posix(), str(src / rel), str(dst / rel), i in shown) for i, rel in enumerate(files)]
+    results = []
+    init_args = (spec, seed, dataset, detector, landmarks)
+    if workers > 1:
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                          else "spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(*init_args, 1)) as pool:
+            for res in pool.map(_process, jobs, chunksize=16):
+                results.append(res)
+                if progress:
+                    progress(1)
+    else:
+        _init(*init_args, 0)
+        for job in jobs:
+            results.append(_process(job))
+            if progress:
+                progress(1)
+    failures = [(rel, err) for _, rel, err, _ in results if err]
+    done = [(i, rel, rec) for i, rel, err, rec in results if not err]
+    rows = ["index,path,mask_type,r,g,b,jitter"]
+    name = spec.legacy and "maskinv-legacy" or (spec.template and os.path.basename(spec.template)) or spec.mask_type
+    rows += [f"{i},{rel},{name},{r},{g},{b},{' '.join(map(str, jit))}" for i, rel, ((r, g, b), jit, _, _) in done]
+    dst.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(dst / "masks.csv", "\n".join(rows) + "\n")
+    write_text_atomic(dst / "failures.csv", "path,reason\n" + "".join(f"{rel},{err}\n" for rel, err in failures))
+    outputs = {"images": str(dst), "sidecar": str(dst / "masks.csv"), "failures": str(dst / "failures.csv")}
+    tiles = [rec for _, _, rec in done if rec[2] is not None]
+    if tiles:
+        write_bytes_atomic(dst / "preview.png", _preview(tiles))
+        outputs["preview"] = str(dst / "preview.png")
+    return FolderSummary(len(files), len(done), failures, outputs, time.perf_counter() - t0)
+
+
+def _preview(records) -> bytes:
+    import cv2
+
+    sheet = np.vstack([np.hstack([r[2] for r in records]), np.hstack([r[3] for r in records])])
+    return cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))[1].tobytes()
