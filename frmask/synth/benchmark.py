@@ -146,19 +146,24 @@ def _encode_like(original: bytes, rgb: np.ndarray) -> bytes:
 _STATE: dict = {}
 
 
-def _init_worker(spec: MaskSpec, seed: int, benchmark: str, threads: int = 0) -> None:
-    import cv2
-
+def _prepare(spec: MaskSpec):
+    """The template and, when every image shares it (no jitter, no legacy rendering), the one warp."""
     from frmask.synth.maskinv import ARCFACE_LANDMARKS
     from frmask.synth.render import warp_template
 
+    template = load_template(spec)
+    shared = None if spec.jitter or spec.legacy else warp_template(template, ARCFACE_LANDMARKS, (SIZE, SIZE))
+    return template, shared
+
+
+def _init_worker(spec: MaskSpec, seed: int, benchmark: str, prepared, threads: int = 0) -> None:
+    import cv2
+
     if threads:
         cv2.setNumThreads(threads)  # one process per core: no nested thread pools
-    template = load_template(spec)
+    template, warped = prepared
     _STATE.update(spec=spec, seed=seed, benchmark=benchmark, template=template,
-                  colorize=_Colorizer(spec, seed, benchmark),
-                  warped=None if spec.jitter or spec.legacy else warp_template(template, ARCFACE_LANDMARKS,
-                                                                                (SIZE, SIZE)))
+                  colorize=_Colorizer(spec, seed, benchmark), warped=warped)
 
 
 def _mask_chunk(job) -> list[tuple[int, bytes, tuple, list]]:
@@ -218,17 +223,18 @@ def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec
     jobs = [(idx[s:s + chunk], [images[i] for i in idx[s:s + chunk]]) for s in range(0, len(idx), chunk)]
     rows = {}
     if jobs:
+        prepared = _prepare(spec)  # built once here and shipped to the workers
         if workers > 1:
             # forkserver: workers start from a clean process, never a fork of one holding thread pools
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
                                               else "spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(spec, seed, benchmark, 1)) as pool:
+                                     initargs=(spec, seed, benchmark, prepared, 1)) as pool:
                 results = pool.map(_mask_chunk, jobs)
                 for res in results:
                     _collect(res, images, rows, progress)
         else:
-            _init_worker(spec, seed, benchmark)
+            _init_worker(spec, seed, benchmark, prepared)
             for job in jobs:
                 _collect(_mask_chunk(job), images, rows, progress)
     masked = BinBenchmark(images, bench.issame)
