@@ -60,20 +60,22 @@ def template_for(size: tuple[int, int] = (112, 112)) -> np.ndarray:
     (insightface's ``estimate_norm`` treats sizes that are multiples of 128 but not of 112 differently:
     it scales by ``s / 128`` and shifts x by ``8 * s / 128``; that rule is not reproduced here.)
     """
-    width, height = _check_size(size)
+    width, height = check_size(size)
     scale = height / 112.0
     points = ARCFACE_112 * scale
     points[:, 0] += (width - height) / 2.0
     return points
 
 
-def _check_size(size: tuple[int, int]) -> tuple[int, int]:
-    if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size):
+def check_size(size) -> tuple[int, int]:
+    """``(width, height)`` as positive ints, or a ValueError."""
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
         raise ValueError(f"size must be (width, height) with positive integers, got {size!r}")
     return int(size[0]), int(size[1])
 
 
-def _as_points(points: np.ndarray, name: str) -> np.ndarray:
+def as_points(points, name: str) -> np.ndarray:
     """``points`` as a finite float64 (N, 2) array, or a ValueError naming ``name``."""
     array = np.asarray(points, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != 2:
@@ -92,8 +94,8 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     centroid onto the ``dst`` centroid. Returns the 2x3 float64 matrix; raises ``ValueError`` when the
     inputs do not match or all ``src`` points coincide (no scale can be estimated).
     """
-    src = _as_points(src, "src points")
-    dst = _as_points(dst, "dst points")
+    src = as_points(src, "src points")
+    dst = as_points(dst, "dst points")
     if src.shape != dst.shape or len(src) < 2:
         raise ValueError(f"need two matching sets of at least 2 points, got {src.shape} and {dst.shape}")
     src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
@@ -116,7 +118,7 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.shape != (2, 3):
         raise ValueError(f"matrix must have shape (2, 3), got {matrix.shape}")
-    points = _as_points(points, "points")
+    points = as_points(points, "points")
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
@@ -124,7 +126,7 @@ def _check_landmarks_shape(landmarks: np.ndarray) -> np.ndarray:
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.shape != (5, 2):
         raise ValueError(f"landmarks must have shape (5, 2) (x, y), got {landmarks.shape}")
-    return _as_points(landmarks, "landmarks")
+    return as_points(landmarks, "landmarks")
 
 
 def _check_not_degenerate(landmarks: np.ndarray) -> None:
@@ -148,7 +150,7 @@ def alignment_matrix(landmarks: np.ndarray, size: tuple[int, int] = (112, 112),
     _check_not_degenerate(landmarks)
     if template is None:
         template = template_for(size)
-    template = _as_points(template, "template points")
+    template = as_points(template, "template points")
     if template.shape != (5, 2):
         raise ValueError(f"template must have shape (5, 2), got {template.shape}")
     return similarity_transform(landmarks, template)
@@ -201,7 +203,7 @@ def align_face(
     image = _check_image(image)
     landmarks = _check_landmarks_shape(landmarks)
     _check_inside(landmarks, image.shape[1], image.shape[0], margin)
-    width, height = _check_size(size)
+    width, height = check_size(size)
     matrix = alignment_matrix(landmarks, (width, height), template)
     modes = {
         "constant": cv2.BORDER_CONSTANT,

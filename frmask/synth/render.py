@@ -28,7 +28,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .template import FIVE_POINTS, MaskTemplate
+from frmask.faces.align import as_points, check_size
+from frmask.synth.template import FIVE_POINTS, MaskTemplate
 
 __all__ = [
     "LUMA_WEIGHTS",
@@ -52,15 +53,6 @@ _CHUNK = 32  # images blended per step of apply_mask_batch (keeps temporaries in
 # homography
 # ----------------------------------------------------------------------------------------------------
 
-def _points(points, what: str) -> np.ndarray:
-    array = np.asarray(points, dtype=np.float64)
-    if array.ndim != 2 or array.shape[1] != 2:
-        raise ValueError(f"{what} must have shape (N, 2) (x, y), got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{what} contain non-finite values")
-    return array
-
-
 def _normaliser(points: np.ndarray) -> np.ndarray:
     """Hartley's similarity: centroid to the origin, mean distance sqrt(2)."""
     centre = points.mean(axis=0)
@@ -79,7 +71,7 @@ def project_points(homography: np.ndarray, points) -> np.ndarray:
     homography = np.asarray(homography, dtype=np.float64)
     if homography.shape != (3, 3):
         raise ValueError(f"homography must have shape (3, 3), got {homography.shape}")
-    return _apply(homography, _points(points, "points"))
+    return _apply(homography, as_points(points, "points"))
 
 
 def _check_spread(points: np.ndarray, what: str) -> None:
@@ -114,8 +106,8 @@ def fit_homography(src, dst) -> np.ndarray:
     """
     import cv2
 
-    src = _points(src, "src points")
-    dst = _points(dst, "dst points")
+    src = as_points(src, "src points")
+    dst = as_points(dst, "dst points")
     if src.shape != dst.shape:
         raise ValueError(f"src and dst must have the same shape, got {src.shape} and {dst.shape}")
     if len(src) < 4:
@@ -270,13 +262,6 @@ def _landmark_array(template: MaskTemplate, landmarks) -> np.ndarray:
                      f"{FIVE_POINTS} for a five-point template; got {type(landmarks).__name__} {array.shape}")
 
 
-def _check_size(size) -> tuple[int, int]:
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
-        raise ValueError(f"size must be (width, height) with positive integers, got {size!r}")
-    return int(size[0]), int(size[1])
-
-
 def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=None, *,
                   margin: float = 0.25) -> WarpedMask:
     """Warp ``template`` so its anchors land on ``landmarks`` in a ``size = (width, height)`` frame.
@@ -295,7 +280,7 @@ def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=Non
 
     if not isinstance(template, MaskTemplate):
         raise TypeError(f"template must be a MaskTemplate, got {type(template).__name__}")
-    width, height = _check_size(size)
+    width, height = check_size(size)
     dst = _landmark_array(template, landmarks)
     names = template.landmarks
     if jitter is not None:
@@ -361,7 +346,7 @@ def jitter_offsets(rng: np.random.Generator, n_anchors: int, max_shift: float = 
     ``[-max_shift, max_shift]`` pixels of a 112-pixel crop, scaled by ``size / 112`` (``size`` an int,
     or ``(width, height)`` scaled by the height). Evaluation uses no jitter."""
     if isinstance(size, (tuple, list)):
-        size = _check_size(tuple(size))[1]
+        size = check_size(tuple(size))[1]
     if not (isinstance(n_anchors, (int, np.integer)) and n_anchors > 0):
         raise ValueError(f"n_anchors must be a positive integer, got {n_anchors!r}")
     if not (max_shift >= 0 and math.isfinite(max_shift)):
