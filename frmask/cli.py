@@ -177,8 +177,10 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
               type=click.Choice(["none", "masked-vs-masked", "masked-vs-nonmasked", "legacy-maskinv"]),
               help="Which .bin images get a mask (masked-vs-nonmasked: the second image of each pair).")
 @click.option("--mask-type", default="surgical", show_default=True,
-              type=click.Choice(["surgical", "n95", "kn95", "cloth"]), help="Built-in mask drawn by frmask.")
-@click.option("--template", type=click.Path(dir_okay=False), help="A template image instead (maskinv_mask_img.png).")
+              help="Built-in mask drawn by frmask (surgical, n95, kn95, cloth), or with --template DIR the name of a "
+                   "MaskTheFace mask (e.g. surgical_blue, KN95, cloth).")
+@click.option("--template", type=click.Path(), help="A template instead: maskinv_mask_img.png, or a MaskTheFace folder "
+              "(or its masks.cfg).")
 @click.option("--colors", default="realistic", show_default=True,
               help="Palette name, 'uniform' (random RGB as in the paper), or a published colour file (idx,[r g b]).")
 @click.option("--jitter", type=float, default=0.0, show_default=True,

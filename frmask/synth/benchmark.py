@@ -82,18 +82,31 @@ def check_benchmark(name: str) -> str:
 
 
 def load_template(spec: MaskSpec):
-    """The MaskTemplate of a spec: a template file (the MaskInv template's anchors are built in) or a
-    built-in mask type."""
+    """The MaskTemplate of a spec: the MaskInv template file (its five anchors are built in), a MaskTheFace
+    folder or ``masks.cfg`` (``mask_type`` names the mask in it), or a built-in mask type."""
     if spec.legacy == "maskinv" or (spec.template and os.path.basename(spec.template) == "maskinv_mask_img.png"):
         from frmask.synth.maskinv import maskinv_template
 
         return maskinv_template(spec.template)
     if spec.template:
-        raise ValueError(f"{spec.template}: only the MaskInv template's anchors are built in; "
-                         f"MaskTheFace folders are not supported yet")
+        if os.path.isdir(spec.template) or os.path.basename(spec.template) == "masks.cfg":
+            from frmask.synth.masktheface import masktheface_template
+
+            return masktheface_template(spec.template, spec.mask_type)
+        raise ValueError(f"{spec.template}: a template is maskinv_mask_img.png, or a MaskTheFace folder or its "
+                         f"masks.cfg")
     from frmask.synth.shapes import builtin_template
 
     return builtin_template(spec.mask_type)
+
+
+def frame_landmarks() -> dict:
+    """Every named anchor position in the aligned ArcFace 112x112 frame: the five landmarks and
+    MaskTheFace's six estimated points."""
+    from frmask.synth.maskinv import ARCFACE_LANDMARKS
+    from frmask.synth.masktheface import FRAME_ANCHORS_112
+
+    return {**ARCFACE_LANDMARKS, **FRAME_ANCHORS_112}
 
 
 class _Colorizer:
@@ -148,11 +161,10 @@ _STATE: dict = {}
 
 def _prepare(spec: MaskSpec):
     """The template and, when every image shares it (no jitter, no legacy rendering), the one warp."""
-    from frmask.synth.maskinv import ARCFACE_LANDMARKS
     from frmask.synth.render import warp_template
 
     template = load_template(spec)
-    shared = None if spec.jitter or spec.legacy else warp_template(template, ARCFACE_LANDMARKS, (SIZE, SIZE))
+    shared = None if spec.jitter or spec.legacy else warp_template(template, frame_landmarks(), (SIZE, SIZE))
     return template, shared
 
 
@@ -169,7 +181,7 @@ def _init_worker(spec: MaskSpec, seed: int, benchmark: str, prepared, threads: i
 def _mask_chunk(job) -> list[tuple[int, bytes, tuple, list]]:
     """Mask the images of one chunk: [(index, encoded bytes, rgb colour, jitter offsets)]."""
     from frmask.io.insightface_bin import decode_image
-    from frmask.synth.maskinv import ARCFACE_LANDMARKS, render_maskinv_legacy
+    from frmask.synth.maskinv import render_maskinv_legacy
     from frmask.synth.render import apply_mask, apply_mask_batch, jitter_offsets, warp_template
     from frmask.synth.seeding import image_rng
 
@@ -195,7 +207,7 @@ def _mask_chunk(job) -> list[tuple[int, bytes, tuple, list]]:
         for k, i in enumerate(indices):
             off = jitter_offsets(image_rng(st["seed"], st["benchmark"], i, "jitter"), n_anchors, spec.jitter)
             jitters[k] = np.round(off, 4).ravel().tolist()
-            warped = warp_template(st["template"], ARCFACE_LANDMARKS, (SIZE, SIZE), jitter=off)
+            warped = warp_template(st["template"], frame_landmarks(), (SIZE, SIZE), jitter=off)
             out[k] = apply_mask(images[k], warped, colors[k])
     return [(i, _encode_like(b, o), tuple(int(v) for v in c), j)
             for i, b, o, c, j in zip(indices, blobs, out, colors, jitters)]

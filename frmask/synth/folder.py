@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from frmask.synth.benchmark import MaskSpec, load_template
+from frmask.synth.benchmark import MaskSpec, frame_landmarks, load_template
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 SIZE = 112
@@ -44,7 +44,6 @@ def _init(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dic
     import cv2
 
     from frmask.synth.benchmark import _Colorizer
-    from frmask.synth.maskinv import ARCFACE_LANDMARKS
     from frmask.synth.render import warp_template
 
     if threads:
@@ -57,7 +56,7 @@ def _init(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dic
         det = get_detector(detector, threads=threads)
     _STATE.update(spec=spec, seed=seed, dataset=dataset, template=template, detector=det, landmarks=landmarks,
                   colorize=_Colorizer(spec, seed, dataset),
-                  warped=None if spec.jitter or spec.legacy else warp_template(template, ARCFACE_LANDMARKS,
+                  warped=None if spec.jitter or spec.legacy else warp_template(template, frame_landmarks(),
                                                                                 (SIZE, SIZE)))
 
 
@@ -66,7 +65,7 @@ def _process(job):
     import cv2
 
     from frmask.faces.align import align_face
-    from frmask.synth.maskinv import ARCFACE_LANDMARKS, render_maskinv_legacy
+    from frmask.synth.maskinv import render_maskinv_legacy
     from frmask.synth.render import apply_mask, jitter_offsets, warp_template
     from frmask.synth.seeding import image_rng
 
@@ -100,7 +99,7 @@ def _process(job):
         off = jitter_offsets(image_rng(st["seed"], st["dataset"], i, "jitter"), len(st["template"].landmarks),
                              spec.jitter)
         jitter = np.round(off, 4).ravel().tolist()
-        masked = apply_mask(aligned, warp_template(st["template"], ARCFACE_LANDMARKS, (SIZE, SIZE), jitter=off),
+        masked = apply_mask(aligned, warp_template(st["template"], frame_landmarks(), (SIZE, SIZE), jitter=off),
                             color)
     suffix = Path(dst).suffix.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []

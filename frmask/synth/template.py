@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FIVE_POINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+# Anchors are attachment points and may sit a little beyond the drawn pixels (MaskTheFace's own masks.cfg
+# puts some up to 12 % outside their image); farther than this fraction of the image size is an error.
+ANCHOR_MARGIN = 0.25
 
 
 class TemplateError(ValueError):
@@ -41,10 +44,11 @@ class MaskTemplate:
             raise TemplateError(f"mask template {self.name!r}: a homography needs at least 4 anchors, "
                                 f"got {len(self.anchors)}")
         h, w = rgba.shape[:2]
+        mx, my = ANCHOR_MARGIN * w, ANCHOR_MARGIN * h
         for key, (x, y) in self.anchors.items():
-            if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+            if not (-mx <= x <= w - 1 + mx and -my <= y <= h - 1 + my):
                 raise TemplateError(f"mask template {self.name!r}: anchor {key!r} at ({x}, {y}) lies outside "
-                                    f"the {w}x{h} image")
+                                    f"the {w}x{h} image (by more than {ANCHOR_MARGIN:.0%} of its size)")
 
     @property
     def landmarks(self) -> tuple:
