@@ -185,6 +185,8 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
               help="Palette name, 'uniform' (random RGB as in the paper), or a published colour file (idx,[r g b]).")
 @click.option("--jitter", type=float, default=0.0, show_default=True,
               help="Random anchor shifts up to this many pixels of a 112 crop (training augmentation; 0 to evaluate).")
+@click.option("--warp", type=click.Choice(["homography", "piecewise"]), default="homography", show_default=True,
+              help="Template warp: least-squares homography, or piecewise-affine (exact at every anchor).")
 @click.option("--legacy", type=click.Choice(["maskinv"]), help="Reproduce the published rendering bit for bit "
               "(its defects included), only to compare with published numbers.")
 @click.option("--detector", type=click.Choice(["yunet", "mtcnn"]), default="yunet", show_default=True,
@@ -193,8 +195,8 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
               help="For --images: a CSV of landmarks (image,x1,y1,...,x5,y5) instead of detection.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes (same output for any).")
-def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitter, legacy, detector, landmarks, seed,
-          workers):
+def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitter, warp, legacy, detector, landmarks,
+          seed, workers):
     """Draw synthetic masks deterministically onto an aligned insightface .bin benchmark
     (--benchmark NAME --data FILE.bin) or a folder of face images (--images DIR).
 
@@ -207,7 +209,7 @@ def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitte
         raise click.UsageError("give either --benchmark NAME --data FILE.bin, or --images DIR")
     if data and not benchmark:
         raise click.UsageError("--data needs --benchmark NAME (it is part of every image's seed)")
-    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, jitter=jitter, legacy=legacy)
+    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, jitter=jitter, legacy=legacy, warp=warp)
     bar = None
     if sys.stderr.isatty():
         from tqdm import tqdm

@@ -475,3 +475,39 @@ def test_legacy_input_checks():
         render_maskinv_legacy(np.zeros((100, 112, 3), np.uint8), np.array([1, 2, 3]), _flat_template())
     with pytest.raises(ValueError, match="three integers"):
         render_maskinv_legacy(np.zeros((112, 112, 3), np.uint8), np.array([1.5, 2, 3]), _flat_template())
+
+
+def test_piecewise_warp_puts_every_anchor_exactly_on_its_landmark():
+    from frmask.synth.render import warp_template as warp
+    from frmask.synth.template import MaskTemplate
+
+    # A template whose colour encodes its own pixel coordinates: red = 2x, green = 2y.
+    ys, xs = np.mgrid[0:112, 0:112]
+    rgba = np.stack([2 * xs, 2 * ys, np.full_like(xs, 100), np.full_like(xs, 255)], -1).astype(np.uint8)
+    anchors = {"left_eye": (30, 40), "right_eye": (80, 40), "nose": (55, 60), "mouth_left": (35, 85),
+               "mouth_right": (78, 88)}
+    template = MaskTemplate("grid", rgba, anchors)
+    # Landmarks no homography can reach exactly (the nose is pushed sideways).
+    landmarks = {"left_eye": (30, 40), "right_eye": (80, 40), "nose": (62, 58), "mouth_left": (35, 85),
+                 "mouth_right": (78, 88)}
+    pw = warp(template, landmarks, method="piecewise")
+    hg = warp(template, landmarks)
+    for name, (x, y) in landmarks.items():
+        ax, ay = anchors[name]
+        got = pw.rgb[y, x, :2] / 2
+        assert np.abs(got - (ax, ay)).max() < 0.51, name  # bilinear sampling of a linear ramp: exact to rounding
+    hx = hg.rgb[58, 62, :2] / 2
+    assert np.abs(hx - (55, 60)).max() > 1.0  # the least-squares homography misses the pushed nose
+    with pytest.raises(ValueError, match="unknown warp method"):
+        warp(template, landmarks, method="thin-plate")
+
+
+def test_piecewise_equals_homography_when_the_fit_is_exact():
+    from frmask.synth.maskinv import ARCFACE_LANDMARKS
+    from frmask.synth.render import warp_template as warp
+    from frmask.synth.shapes import builtin_template
+
+    t = builtin_template("surgical", scale=2)
+    a = warp(t, ARCFACE_LANDMARKS).alpha
+    b = warp(t, ARCFACE_LANDMARKS, method="piecewise").alpha
+    assert np.abs(a - b).max() < 1e-3

@@ -37,7 +37,8 @@ class MaskSpec:
 
     ``colors``: a palette name (``realistic``), ``uniform`` (the paper's uniform random RGB), or the path
     of a published colour file (``idx,[r g b]`` lines, matched by image index). ``jitter``: the maximum
-    anchor shift in pixels of a 112 crop (0 for evaluation). ``legacy``: ``"maskinv"`` reproduces the
+    anchor shift in pixels of a 112 crop (0 for evaluation). ``warp``: ``homography`` (least squares over
+    the anchors) or ``piecewise`` (piecewise-affine, exact at every anchor). ``legacy``: ``"maskinv"`` reproduces the
     published rendering bit for bit (its defects included), only for comparison with published numbers.
     """
 
@@ -46,6 +47,7 @@ class MaskSpec:
     colors: str = "realistic"
     jitter: float = 0.0
     legacy: str | None = None
+    warp: str = "homography"
 
 
 @dataclass
@@ -164,7 +166,8 @@ def _prepare(spec: MaskSpec):
     from frmask.synth.render import warp_template
 
     template = load_template(spec)
-    shared = None if spec.jitter or spec.legacy else warp_template(template, frame_landmarks(), (SIZE, SIZE))
+    shared = None if spec.jitter or spec.legacy else warp_template(template, frame_landmarks(), (SIZE, SIZE),
+                                                                     method=spec.warp)
     return template, shared
 
 
@@ -207,7 +210,7 @@ def _mask_chunk(job) -> list[tuple[int, bytes, tuple, list]]:
         for k, i in enumerate(indices):
             off = jitter_offsets(image_rng(st["seed"], st["benchmark"], i, "jitter"), n_anchors, spec.jitter)
             jitters[k] = np.round(off, 4).ravel().tolist()
-            warped = warp_template(st["template"], frame_landmarks(), (SIZE, SIZE), jitter=off)
+            warped = warp_template(st["template"], frame_landmarks(), (SIZE, SIZE), jitter=off, method=spec.warp)
             out[k] = apply_mask(images[k], warped, colors[k])
     return [(i, _encode_like(b, o), tuple(int(v) for v in c), j)
             for i, b, o, c, j in zip(indices, blobs, out, colors, jitters)]

@@ -57,7 +57,7 @@ def _init(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dic
     _STATE.update(spec=spec, seed=seed, dataset=dataset, template=template, detector=det, landmarks=landmarks,
                   colorize=_Colorizer(spec, seed, dataset),
                   warped=None if spec.jitter or spec.legacy else warp_template(template, frame_landmarks(),
-                                                                                (SIZE, SIZE)))
+                                                                                (SIZE, SIZE), method=spec.warp))
 
 
 def _process(job):
@@ -99,7 +99,8 @@ def _process(job):
         off = jitter_offsets(image_rng(st["seed"], st["dataset"], i, "jitter"), len(st["template"].landmarks),
                              spec.jitter)
         jitter = np.round(off, 4).ravel().tolist()
-        masked = apply_mask(aligned, warp_template(st["template"], frame_landmarks(), (SIZE, SIZE), jitter=off),
+        masked = apply_mask(aligned, warp_template(st["template"], frame_landmarks(), (SIZE, SIZE), jitter=off,
+                                                         method=spec.warp),
                             color)
     suffix = Path(dst).suffix.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []

@@ -262,8 +262,11 @@ def _landmark_array(template: MaskTemplate, landmarks) -> np.ndarray:
                      f"{FIVE_POINTS} for a five-point template; got {type(landmarks).__name__} {array.shape}")
 
 
+WARP_METHODS = ("homography", "piecewise")
+
+
 def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=None, *,
-                  margin: float = 0.25) -> WarpedMask:
+                  margin: float = 0.25, method: str = "homography") -> WarpedMask:
     """Warp ``template`` so its anchors land on ``landmarks`` in a ``size = (width, height)`` frame.
 
     ``landmarks``: dict landmark name -> (x, y) output pixel (a (5, 2) array in
@@ -275,6 +278,11 @@ def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=Non
 
     The warp is ``cv2.warpPerspective`` with bilinear sampling of the premultiplied RGBA (after an
     area reduction of large templates, see the module notes), zero outside the template.
+
+    ``method="piecewise"`` warps piecewise-affinely instead, so every anchor lands exactly on its landmark
+    (a homography fits four or more anchors only in the least-squares sense): the anchors plus the corners
+    of the template's opaque box (placed by the homography, so the mask keeps its shape beyond the
+    anchors) are triangulated, and each triangle is mapped affinely.
     """
     import cv2
 
@@ -314,9 +322,14 @@ def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=Non
     k = max(0, math.floor(math.log2(minification))) if minification > 1 else 0
     k = min(k, math.floor(math.log2(max(prepared.shape))))
     image, to_level = prepared.level(k)
-    level_h = homography @ np.linalg.inv(to_level)
-    warped = cv2.warpPerspective(image, level_h, (width, height), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+    if method == "homography":
+        level_h = homography @ np.linalg.inv(to_level)
+        warped = cv2.warpPerspective(image, level_h, (width, height), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+    elif method == "piecewise":
+        warped = _warp_piecewise(image, to_level, src, dst, homography, prepared.corners, (width, height))
+    else:
+        raise ValueError(f"unknown warp method {method!r}; choose one of {', '.join(WARP_METHODS)}")
 
     alpha = np.clip(warped[..., 3], 0.0, 1.0)
     alpha[alpha < _ALPHA_FLOOR] = 0.0
@@ -329,6 +342,32 @@ def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=Non
     np.maximum(shade, 0.0, out=shade)
     return WarpedMask(alpha=_readonly(alpha.astype(np.float32)), shade=_readonly(shade),
                       rgb=_readonly(rgb), homography=_readonly(homography))
+
+
+def _warp_piecewise(image, to_level, src, dst, homography, corners, size) -> np.ndarray:
+    """Sample ``image`` (a template level) piecewise-affinely: anchors map exactly onto ``dst``."""
+    import cv2
+    from skimage.transform import PiecewiseAffineTransform
+
+    # Only the box corners join the anchors: points along one edge would be collinear in the template and
+    # give degenerate triangles.
+    frame = np.asarray(corners, dtype=np.float64)
+    ctrl_src = np.vstack([src, frame])
+    ctrl_dst = np.vstack([dst, _apply(homography, frame)])
+    inverse = PiecewiseAffineTransform.from_estimate(ctrl_dst, ctrl_src)
+    if not inverse:
+        raise ValueError("the landmarks give a degenerate piecewise-affine warp")
+    width, height = size
+    ys, xs = np.mgrid[0:height, 0:width]
+    out_pts = np.column_stack([xs.ravel(), ys.ravel()]).astype(np.float64)
+    tpl = inverse(out_pts)
+    outside = ~np.all(np.isfinite(tpl), axis=1) | np.all(tpl == -1, axis=1)
+    lvl = _apply(to_level, np.nan_to_num(tpl))
+    lvl[outside] = -1e6  # far outside the template: transparent
+    map_x = lvl[:, 0].reshape(height, width).astype(np.float32)
+    map_y = lvl[:, 1].reshape(height, width).astype(np.float32)
+    return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=(0, 0, 0, 0))
 
 
 def _jacobian(homography: np.ndarray, point: np.ndarray) -> np.ndarray:
