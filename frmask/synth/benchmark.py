@@ -18,9 +18,8 @@ quality 95, or PNG).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +28,7 @@ BENCHMARKS = ("lfw", "cfp_fp", "cfp_ff", "agedb_30", "calfw", "cplfw")
 MODES = ("none", "masked-vs-masked", "masked-vs-nonmasked", "legacy-maskinv")
 JPEG_QUALITY = 95
 SIZE = 112
+BUILTIN_SCALE = 2  # built-in masks are drawn at 2 template pixels per pixel of the 112x112 output
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def load_template(spec: MaskSpec):
                          f"masks.cfg")
     from frmask.synth.shapes import builtin_template
 
-    return builtin_template(spec.mask_type)
+    return builtin_template(spec.mask_type, scale=BUILTIN_SCALE)
 
 
 def frame_landmarks() -> dict:
@@ -239,17 +239,14 @@ def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec
     rows = {}
     if jobs:
         prepared = _prepare(spec)  # built once here and shipped to the workers
+        _init_worker(spec, seed, benchmark, prepared, threads=1 if workers > 1 else 0)
         if workers > 1:
-            # forkserver: workers start from a clean process, never a fork of one holding thread pools
-            ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                                              else "spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(spec, seed, benchmark, prepared, 1)) as pool:
-                results = pool.map(_mask_chunk, jobs)
-                for res in results:
+            # Threads, not processes: JPEG decoding/encoding and the numpy blend release the GIL, and
+            # nothing has to be pickled across processes. Results are placed by index: same output for any N.
+            with ThreadPoolExecutor(workers) as pool:
+                for res in pool.map(_mask_chunk, jobs):
                     _collect(res, images, rows, progress)
         else:
-            _init_worker(spec, seed, benchmark, prepared)
             for job in jobs:
                 _collect(_mask_chunk(job), images, rows, progress)
     masked = BinBenchmark(images, bench.issame)
