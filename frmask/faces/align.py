@@ -129,25 +129,26 @@ def _check_landmarks_shape(landmarks: np.ndarray) -> np.ndarray:
     return as_points(landmarks, "landmarks")
 
 
-def _check_not_degenerate(landmarks: np.ndarray) -> None:
-    """ValueError when two landmarks coincide or all five lie on one line (within 0.1 % of their spread)."""
-    centred = landmarks - landmarks.mean(axis=0)
+def check_not_degenerate(points: np.ndarray, what: str = "landmarks", line_tol: float = 1e-3,
+                         coincide_tol: float = 1e-6) -> None:
+    """ValueError when two points coincide or all lie on one line (relative to their spread)."""
+    centred = points - points.mean(axis=0)
     spread = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
-    gaps = np.linalg.norm(landmarks[:, None, :] - landmarks[None, :, :], axis=2)
-    gaps[np.diag_indices(len(landmarks))] = np.inf
-    if spread == 0.0 or gaps.min() <= 1e-6 * spread:
+    gaps = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2)
+    gaps[np.diag_indices(len(points))] = np.inf
+    if spread == 0.0 or gaps.min() <= coincide_tol * spread:
         i, j = np.unravel_index(np.argmin(gaps), gaps.shape)
-        raise ValueError(f"degenerate landmarks: points {i} and {j} coincide at {tuple(landmarks[i])}")
+        raise ValueError(f"degenerate {what}: points {i} and {j} coincide at {tuple(points[i])}")
     axes = np.linalg.svd(centred, compute_uv=False)
-    if axes[1] <= 1e-3 * axes[0]:
-        raise ValueError("degenerate landmarks: all five points lie on one line")
+    if axes[1] <= line_tol * axes[0]:
+        raise ValueError(f"degenerate {what}: all {len(points)} points lie on one line")
 
 
 def alignment_matrix(landmarks: np.ndarray, size: tuple[int, int] = (112, 112),
                      template: np.ndarray | None = None) -> np.ndarray:
     """The 2x3 similarity matrix that maps ``landmarks`` onto ``template`` (default: :func:`template_for`)."""
     landmarks = _check_landmarks_shape(landmarks)
-    _check_not_degenerate(landmarks)
+    check_not_degenerate(landmarks)
     if template is None:
         template = template_for(size)
     template = as_points(template, "template points")

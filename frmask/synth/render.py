@@ -28,7 +28,7 @@ from functools import cached_property
 
 import numpy as np
 
-from frmask.faces.align import as_points, check_size
+from frmask.faces.align import as_points, check_not_degenerate, check_size
 from frmask.synth.template import FIVE_POINTS, MaskTemplate
 
 __all__ = [
@@ -75,16 +75,8 @@ def project_points(homography: np.ndarray, points) -> np.ndarray:
 
 
 def _check_spread(points: np.ndarray, what: str) -> None:
-    centred = points - points.mean(axis=0)
-    scale = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
-    gaps = np.linalg.norm(points[:, None] - points[None], axis=2)
-    gaps[np.diag_indices(len(points))] = np.inf
-    if scale == 0.0 or gaps.min() <= 1e-9 * scale:
-        i, j = np.unravel_index(np.argmin(gaps), gaps.shape)
-        raise ValueError(f"degenerate {what}: points {i} and {j} coincide at {tuple(points[i])}")
-    axes = np.linalg.svd(centred, compute_uv=False)
-    if axes[1] <= 1e-6 * axes[0]:
-        raise ValueError(f"degenerate {what}: all {len(points)} points lie on one line")
+    check_not_degenerate(points, what, line_tol=1e-6, coincide_tol=1e-9)
+    scale = float(np.sqrt(np.mean(np.sum((points - points.mean(axis=0)) ** 2, axis=1))))
     if len(points) == 4:
         for k in range(4):
             rest = np.delete(points, k, axis=0)
