@@ -207,7 +207,10 @@ def test_fnmr_at_fmr_matches_sklearn_operating_point(g, i, target):
 
     y = np.r_[np.ones(len(g)), np.zeros(len(i))]
     fpr, tpr, _ = roc_curve(y, np.r_[g, i], drop_intermediate=False)
-    best_tpr = tpr[fpr <= float(Fraction(repr(target)))].max()
+    # Exact comparison of counts: the float 1/3 is below 3/9, so FMR 3/9 does not meet target 1/3.
+    false_matches = np.rint(fpr * len(i)).astype(int)
+    allowed = np.array([Fraction(int(c), len(i)) <= Fraction(repr(target)) for c in false_matches])
+    best_tpr = tpr[allowed].max()
     assert m.fnmr_at_fmr(g, i, target).fnmr == pytest.approx(1 - best_tpr, abs=1e-12)
 
 

@@ -39,12 +39,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import threading
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from frmask._onnx import make_session
 
 __all__ = [
     "DETECTORS",
@@ -143,23 +144,8 @@ def _read_verified(path: Path, sha256: str, pip_name: str) -> bytes:
 
 
 def _session(model: bytes, device: str, threads: int = 0):
-    """An onnxruntime session on the CPU, or on CUDA when ``device == "cuda"`` and CUDA is usable.
-
-    ``threads`` > 0 limits onnxruntime's intra-op threads (0: its default, one per core).
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    providers = ["CPUExecutionProvider"]
-    if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    session = ort.InferenceSession(model, sess_options=options, providers=providers)
-    if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
-        warnings.warn("device='cuda' was asked for but CUDA is not usable by onnxruntime; running on the CPU",
-                      RuntimeWarning, stacklevel=5)
-    return session
+    """An onnxruntime session on the CPU, or on CUDA when ``device == "cuda"`` and CUDA is usable."""
+    return make_session(model, device, threads, stacklevel=5)
 
 
 # ------------------------------------------------------------------------------------------- helpers

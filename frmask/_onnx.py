@@ -1,0 +1,27 @@
+"""onnxruntime sessions, made the same way everywhere: quiet logs, CPU or CUDA, a thread limit."""
+
+from __future__ import annotations
+
+import warnings
+
+
+def make_session(model: bytes, device: str = "cpu", threads: int = 0, stacklevel: int = 3):
+    """An onnxruntime InferenceSession for ``model`` (ONNX bytes).
+
+    ``device``: ``"cpu"``; ``"cuda"`` (the CUDA provider when onnxruntime can use it, else the CPU with a
+    RuntimeWarning); ``"auto"`` (CUDA when usable, silently the CPU otherwise). ``threads`` > 0 limits
+    onnxruntime's intra-op threads (0: its default). Log messages below errors are silenced.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    providers = ["CPUExecutionProvider"]
+    if device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    session = ort.InferenceSession(model, sess_options=options, providers=providers)
+    if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        warnings.warn("device='cuda' was asked for but CUDA is not usable by onnxruntime; running on the CPU",
+                      RuntimeWarning, stacklevel=stacklevel + 1)
+    return session
