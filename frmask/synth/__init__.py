@@ -1,1 +1,8 @@
-"""Synthetic face masks drawn from facial landmarks (work in progress: see the issues)."""
+"""Synthetic face masks drawn from facial landmarks, deterministically.
+
+Modules: ``template`` (the MaskTemplate type), ``shapes`` (built-in surgical/n95/kn95/cloth masks),
+``maskinv`` (the MaskInv template and its bit-exact legacy renderer), ``masktheface`` (MaskTheFace folders),
+``render`` (homography or piecewise-affine warp, shading-preserving colour blend), ``colors`` (palettes and the
+published colour-file format), ``seeding`` (per-image random generators), ``benchmark`` (masked ``.bin``
+benchmarks) and ``folder`` (masked image folders). The ``frmask synth`` command drives the last two.
+"""
