@@ -194,7 +194,8 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
 @click.option("--landmarks", type=click.Path(dir_okay=False),
               help="For --images: a CSV of landmarks (image,x1,y1,...,x5,y5) instead of detection.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes (same output for any).")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Parallel workers (threads for a .bin, processes for a folder); the output is the same for any count.")
 def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitter, warp, legacy, detector, landmarks,
           seed, workers):
     """Draw synthetic masks deterministically onto an aligned insightface .bin benchmark

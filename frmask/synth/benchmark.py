@@ -157,11 +157,7 @@ def _encode_like(original: bytes, rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-# Worker state: built once per process from the spec (templates and warps are not shipped to workers).
-_STATE: dict = {}
-
-
-def _prepare(spec: MaskSpec):
+def prepare_template(spec: MaskSpec):
     """The template and, when every image shares it (no jitter, no legacy rendering), the one warp."""
     from frmask.synth.render import warp_template
 
@@ -171,26 +167,45 @@ def _prepare(spec: MaskSpec):
     return template, shared
 
 
-def _init_worker(spec: MaskSpec, seed: int, benchmark: str, prepared, threads: int = 0) -> None:
-    import cv2
-
-    if threads:
-        cv2.setNumThreads(threads)  # one process per core: no nested thread pools
+def render_state(spec: MaskSpec, seed: int, dataset: str, prepared) -> dict:
+    """Everything :func:`render_one` needs, built once per run (or per worker process)."""
     template, warped = prepared
-    _STATE.update(spec=spec, seed=seed, benchmark=benchmark, template=template,
-                  colorize=_Colorizer(spec, seed, benchmark), warped=warped)
+    return dict(spec=spec, seed=seed, dataset=dataset, template=template, warped=warped,
+                colorize=_Colorizer(spec, seed, dataset))
 
 
-def _mask_chunk(job) -> list[tuple[int, bytes, tuple, list]]:
-    """Mask the images of one chunk: [(index, encoded bytes, rgb colour, jitter offsets)]."""
-    from frmask.io.insightface_bin import decode_image
+def render_one(st: dict, image: np.ndarray, index: int, color) -> tuple[np.ndarray, list]:
+    """Mask one aligned 112x112 RGB image: the legacy renderer, the shared warp, or a per-image jittered
+    warp. Returns the masked image and the jitter offsets it used (empty without jitter)."""
     from frmask.synth.maskinv import render_maskinv_legacy
-    from frmask.synth.render import apply_mask, apply_mask_batch, jitter_offsets, warp_template
+    from frmask.synth.render import apply_mask, jitter_offsets, warp_template
     from frmask.synth.seeding import image_rng
 
-    indices, blobs = job
-    st = _STATE
     spec: MaskSpec = st["spec"]
+    if spec.legacy == "maskinv":
+        return render_maskinv_legacy(image, color, st["template"]), []
+    if st["warped"] is not None:
+        return apply_mask(image, st["warped"], color), []
+    off = jitter_offsets(image_rng(st["seed"], st["dataset"], index, "jitter"), len(st["template"].landmarks),
+                         spec.jitter)
+    warped = warp_template(st["template"], frame_landmarks(), (SIZE, SIZE), jitter=off, method=spec.warp)
+    return apply_mask(image, warped, color), np.round(off, 4).ravel().tolist()
+
+
+def contact_sheet_png(top: list, bottom: list) -> bytes:
+    """PNG of two rows of equally sized RGB tiles (originals above their masked versions)."""
+    import cv2
+
+    sheet = np.vstack([np.hstack(top), np.hstack(bottom)])
+    return cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def _mask_chunk(st: dict, job) -> list[tuple[int, bytes, tuple, list]]:
+    """Mask the images of one chunk: [(index, encoded bytes, rgb colour, jitter offsets)]."""
+    from frmask.io.insightface_bin import decode_image
+    from frmask.synth.render import apply_mask_batch
+
+    indices, blobs = job
     images = np.empty((len(indices), SIZE, SIZE, 3), np.uint8)
     for k, (i, data) in enumerate(zip(indices, blobs)):
         img = decode_image(data, i)
@@ -199,19 +214,11 @@ def _mask_chunk(job) -> list[tuple[int, bytes, tuple, list]]:
                              f"{SIZE}x{SIZE} crops")
         images[k] = img
     colors = np.stack([st["colorize"](i) for i in indices]) if indices else np.zeros((0, 3), np.uint8)
-    jitters = [[] for _ in indices]
-    if spec.legacy == "maskinv":
-        out = np.stack([render_maskinv_legacy(img, c, st["template"]) for img, c in zip(images, colors)])
-    elif st["warped"] is not None:
-        out = apply_mask_batch(images, st["warped"], colors)
+    if st["warped"] is not None and not st["spec"].legacy:  # the fast path: one warp, blended in batches
+        out, jitters = apply_mask_batch(images, st["warped"], colors), [[] for _ in indices]
     else:
-        out = np.empty_like(images)
-        n_anchors = len(st["template"].landmarks)
-        for k, i in enumerate(indices):
-            off = jitter_offsets(image_rng(st["seed"], st["benchmark"], i, "jitter"), n_anchors, spec.jitter)
-            jitters[k] = np.round(off, 4).ravel().tolist()
-            warped = warp_template(st["template"], frame_landmarks(), (SIZE, SIZE), jitter=off, method=spec.warp)
-            out[k] = apply_mask(images[k], warped, colors[k])
+        rendered = [render_one(st, img, i, c) for img, i, c in zip(images, indices, colors)]
+        out, jitters = [r[0] for r in rendered], [r[1] for r in rendered]
     return [(i, _encode_like(b, o), tuple(int(v) for v in c), j)
             for i, b, o, c, j in zip(indices, blobs, out, colors, jitters)]
 
@@ -228,7 +235,7 @@ def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec
 
     t0 = time.perf_counter()
     check_benchmark(benchmark)
-    todo = masked_indices(0, mode)  # validates the mode before any work
+    masked_indices(0, mode)  # validates the mode before any work
     if spec.legacy not in (None, "maskinv"):
         raise ValueError(f"unknown legacy renderer {spec.legacy!r}; the only one is 'maskinv'")
     bench = read_bin(data)
@@ -238,17 +245,25 @@ def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec
     jobs = [(idx[s:s + chunk], [images[i] for i in idx[s:s + chunk]]) for s in range(0, len(idx), chunk)]
     rows = {}
     if jobs:
-        prepared = _prepare(spec)  # built once here and shipped to the workers
-        _init_worker(spec, seed, benchmark, prepared, threads=1 if workers > 1 else 0)
+        st = render_state(spec, seed, benchmark, prepare_template(spec))
         if workers > 1:
             # Threads, not processes: JPEG decoding/encoding and the numpy blend release the GIL, and
             # nothing has to be pickled across processes. Results are placed by index: same output for any N.
-            with ThreadPoolExecutor(workers) as pool:
-                for res in pool.map(_mask_chunk, jobs):
-                    _collect(res, images, rows, progress)
+            # OpenCV's own thread pool would compete with ours: one OpenCV thread while they run, then the
+            # caller's setting back.
+            import cv2
+
+            cv_threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                with ThreadPoolExecutor(workers) as pool:
+                    for res in pool.map(lambda job: _mask_chunk(st, job), jobs):
+                        _collect(res, images, rows, progress)
+            finally:
+                cv2.setNumThreads(cv_threads)
         else:
             for job in jobs:
-                _collect(_mask_chunk(job), images, rows, progress)
+                _collect(_mask_chunk(st, job), images, rows, progress)
     masked = BinBenchmark(images, bench.issame)
     name = spec.legacy and "maskinv-legacy" or (spec.template and os.path.basename(spec.template)) or spec.mask_type
     sidecar = _sidecar_text(len(images), rows, name)
@@ -293,6 +308,4 @@ def _preview(before, after, masked_idx, n: int = 8) -> bytes:
         if masked_idx else list(range(min(n, len(before))))
     tiles_top = [cv2.resize(decode_image(before[i], i), (SIZE, SIZE)) for i in picks]
     tiles_bot = [cv2.resize(decode_image(after[i], i), (SIZE, SIZE)) for i in picks]
-    sheet = np.vstack([np.hstack(tiles_top), np.hstack(tiles_bot)])
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    return buf.tobytes()
+    return contact_sheet_png(tiles_top, tiles_bot)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from frmask.synth.benchmark import MaskSpec, frame_landmarks, load_template
+from frmask.synth.benchmark import (JPEG_QUALITY, SIZE, MaskSpec, contact_sheet_png, load_template, prepare_template,
+                                    render_one, render_state)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
-SIZE = 112
 
 
 @dataclass
@@ -43,21 +43,14 @@ _STATE: dict = {}
 def _init(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dict | None, threads: int) -> None:
     import cv2
 
-    from frmask.synth.benchmark import _Colorizer
-    from frmask.synth.render import warp_template
-
     if threads:
-        cv2.setNumThreads(threads)
-    template = load_template(spec)
+        cv2.setNumThreads(threads)  # a worker process per core: no nested thread pools
     det = None
     if landmarks is None:
         from frmask.faces.detect import get_detector
 
         det = get_detector(detector, threads=threads)
-    _STATE.update(spec=spec, seed=seed, dataset=dataset, template=template, detector=det, landmarks=landmarks,
-                  colorize=_Colorizer(spec, seed, dataset),
-                  warped=None if spec.jitter or spec.legacy else warp_template(template, frame_landmarks(),
-                                                                                (SIZE, SIZE), method=spec.warp))
+    _STATE.update(render_state(spec, seed, dataset, prepare_template(spec)), detector=det, landmarks=landmarks)
 
 
 def _process(job):
@@ -65,9 +58,6 @@ def _process(job):
     import cv2
 
     from frmask.faces.align import align_face
-    from frmask.synth.maskinv import render_maskinv_legacy
-    from frmask.synth.render import apply_mask, jitter_offsets, warp_template
-    from frmask.synth.seeding import image_rng
 
     i, rel, src, dst, keep = job
     st = _STATE
@@ -89,21 +79,9 @@ def _process(job):
     except ValueError as exc:
         return i, rel, f"cannot align: {exc}", None
     color = st["colorize"](i)
-    jitter = []
-    spec = st["spec"]
-    if spec.legacy == "maskinv":
-        masked = render_maskinv_legacy(aligned, color, st["template"])
-    elif st["warped"] is not None:
-        masked = apply_mask(aligned, st["warped"], color)
-    else:
-        off = jitter_offsets(image_rng(st["seed"], st["dataset"], i, "jitter"), len(st["template"].landmarks),
-                             spec.jitter)
-        jitter = np.round(off, 4).ravel().tolist()
-        masked = apply_mask(aligned, warp_template(st["template"], frame_landmarks(), (SIZE, SIZE), jitter=off,
-                                                         method=spec.warp),
-                            color)
+    masked, jitter = render_one(st, aligned, i, color)
     suffix = Path(dst).suffix.lower()
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if suffix in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(suffix if suffix != ".pgm" else ".png", cv2.cvtColor(masked, cv2.COLOR_RGB2BGR), params)
     if not ok:
         return i, rel, f"cannot encode {suffix}", None
@@ -166,13 +144,6 @@ def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detect
     outputs = {"images": str(dst), "sidecar": str(dst / "masks.csv"), "failures": str(dst / "failures.csv")}
     tiles = [rec for _, _, rec in done if rec[2] is not None]
     if tiles:
-        write_bytes_atomic(dst / "preview.png", _preview(tiles))
+        write_bytes_atomic(dst / "preview.png", contact_sheet_png([r[2] for r in tiles], [r[3] for r in tiles]))
         outputs["preview"] = str(dst / "preview.png")
     return FolderSummary(len(files), len(done), failures, outputs, time.perf_counter() - t0)
-
-
-def _preview(records) -> bytes:
-    import cv2
-
-    sheet = np.vstack([np.hstack([r[2] for r in records]), np.hstack([r[3] for r in records])])
-    return cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))[1].tobytes()
