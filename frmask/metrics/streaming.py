@@ -207,8 +207,6 @@ class ScoreAccumulator:
         self._n_acq_i = 0
         self._fta_g = 0
         self._fta_i = 0
-        self._seen_g = 0  # entries received (FTA included), for error messages
-        self._seen_i = 0
         self._float32_only = True
         self._mom_g = _Moments()
         self._mom_i = _Moments()
@@ -382,7 +380,8 @@ class ScoreAccumulator:
         the stream of that kind (the running offset).
         """
         parts = []
-        for values, name, offset in ((genuine, "genuine", self._seen_g), (impostor, "impostor", self._seen_i)):
+        seen_g, seen_i = self._n_acq_g + self._fta_g, self._n_acq_i + self._fta_i  # entries received so far
+        for values, name, offset in ((genuine, "genuine", seen_g), (impostor, "impostor", seen_i)):
             parts.append(None if values is None else self._validate(values, name, offset))
         for part, is_genuine in zip(parts, (True, False)):
             if part is None:
@@ -391,7 +390,6 @@ class ScoreAccumulator:
             self._float32_only = self._float32_only and small
             mom, hist = self._scan(x, total)
             if is_genuine:
-                self._seen_g += x.size + n_fta
                 self._fta_g += n_fta
                 self._n_acq_g += x.size
                 self._mom_g.combine(mom.n, mom.mean, mom.m2)
@@ -400,7 +398,6 @@ class ScoreAccumulator:
                     self._genuine.append(x if owned else x.copy())  # never alias the caller's array
                     self._genuine_cat = None
             else:
-                self._seen_i += x.size + n_fta
                 self._fta_i += n_fta
                 self._n_acq_i += x.size
                 self._mom_i.combine(mom.n, mom.mean, mom.m2)
@@ -472,8 +469,8 @@ class ScoreAccumulator:
         o_mom_g, o_mom_i = other._mom_g.copy(), other._mom_i.copy()
         o_hist_g, o_hist_i = other._hist_g.copy(), other._hist_i.copy()
         o_state = (other._floor, other._imp_min, other._n_acq_g, other._n_acq_i, other._fta_g, other._fta_i,
-                   other._seen_g, other._seen_i, other._float32_only)
-        floor, imp_min, n_g, n_i, fta_g, fta_i, seen_g, seen_i, f32 = o_state
+                   other._float32_only)
+        floor, imp_min, n_g, n_i, fta_g, fta_i, f32 = o_state
 
         self._genuine.extend(o_genuine)
         self._genuine_cat = None
@@ -485,8 +482,6 @@ class ScoreAccumulator:
         self._n_acq_i += n_i
         self._fta_g += fta_g
         self._fta_i += fta_i
-        self._seen_g += seen_g
-        self._seen_i += seen_i
         self._float32_only = self._float32_only and f32
         self._mom_g.combine(o_mom_g.n, o_mom_g.mean, o_mom_g.m2)
         self._mom_i.combine(o_mom_i.n, o_mom_i.mean, o_mom_i.m2)
@@ -517,9 +512,9 @@ class ScoreAccumulator:
         return np.dtype(np.float32) if self._float32_only else np.dtype(np.float64)
 
     def _check_nonempty(self) -> None:
-        if self._seen_g == 0:
+        if self._n_acq_g + self._fta_g == 0:
             raise ScoreError("the genuine score set is empty")
-        if self._seen_i == 0:
+        if self._n_acq_i + self._fta_i == 0:
             raise ScoreError("the impostor score set is empty")
         if self._n_acq_g == 0:
             raise ScoreError(f"no genuine score was acquired (all {self._fta_g} are NaN)")
