@@ -320,11 +320,17 @@ def _n95(c: _Canvas):
             _bezier((24.5, 104.0), (12.0, 106.0), (-1.0, 103.0))]
     strap_a, strap_l = _loops(c, left + [_mirror(p) for p in left], 1.6)
     lum, alpha = _composite(body, shade, strap_a, strap_l)
-    for cx, cy in ((25.0, 76.6), (25.4, 103.4), (87.0, 76.6), (86.6, 103.4)):
-        staple = c.fill(_catmull_rom([(cx - 0.35, cy - 0.9), (cx + 0.35, cy - 0.9), (cx + 0.35, cy + 0.9),
-                                      (cx - 0.35, cy + 0.9)], closed=True, samples=4))
-        lum = lum * (1.0 - 0.25 * staple)
+    lum = _darken_marks(c, lum, ((25.0, 76.6), (25.4, 103.4), (87.0, 76.6), (86.6, 103.4)), 0.35, 0.9, 0.25)
     return lum, alpha
+
+
+def _darken_marks(c: _Canvas, lum: np.ndarray, centres, half_w: float, half_h: float, strength: float):
+    """Darken small rounded rectangles (staples, weld points) of half-size (half_w, half_h) at ``centres``."""
+    for cx, cy in centres:
+        mark = c.fill(_catmull_rom([(cx - half_w, cy - half_h), (cx + half_w, cy - half_h),
+                                    (cx + half_w, cy + half_h), (cx - half_w, cy + half_h)], closed=True, samples=4))
+        lum = lum * (1.0 - strength * mark)
+    return lum
 
 
 def _kn95(c: _Canvas):
@@ -362,10 +368,7 @@ def _kn95(c: _Canvas):
                   _bezier((17.0, 99.0), (9.0, 88.0), (3.0, 77.0))]
     loop_a, loop_l = _loops(c, loops_left + [_mirror(p) for p in loops_left], 0.75)
     lum, alpha = _composite(body, shade, loop_a, loop_l)
-    for cx, cy in ((16.6, 72.4), (17.4, 98.6), (95.4, 72.4), (94.6, 98.6)):
-        weld = c.fill(_catmull_rom([(cx - 1.1, cy - 1.1), (cx + 1.1, cy - 1.1), (cx + 1.1, cy + 1.1),
-                                    (cx - 1.1, cy + 1.1)], closed=True, samples=4))
-        lum = lum * (1.0 - 0.12 * weld)
+    lum = _darken_marks(c, lum, ((16.6, 72.4), (17.4, 98.6), (95.4, 72.4), (94.6, 98.6)), 1.1, 1.1, 0.12)
     return lum, alpha
 
 
