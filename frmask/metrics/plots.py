@@ -90,22 +90,7 @@ def save_figure(fig: Figure, path) -> Path:
                          f"{', '.join(FORMATS)} suffix")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=DPI)
-        os.chmod(tmp, 0o666 & ~_umask())
     return path
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where possible (Linux), else via os.umask."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _new_axes(ax, figsize) -> tuple[Figure, Axes]:
