@@ -1,0 +1,1 @@
+"""Training configurations, one small TOML file per variant and scale."""
