@@ -20,7 +20,13 @@ def make_session(model: bytes, device: str = "cpu", threads: int = 0, stacklevel
     providers = ["CPUExecutionProvider"]
     if device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers():
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    session = ort.InferenceSession(model, sess_options=options, providers=providers)
+    # "auto" tries CUDA quietly: onnxruntime-gpu lists its CUDA provider even where the CUDA libraries are
+    # missing, and logs an error when it cannot load them. "cuda" keeps that error: it says what is missing.
+    ort.set_default_logger_severity(4 if device == "auto" else 3)
+    try:
+        session = ort.InferenceSession(model, sess_options=options, providers=providers)
+    finally:
+        ort.set_default_logger_severity(3)
     if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
         warnings.warn("device='cuda' was asked for but CUDA is not usable by onnxruntime; running on the CPU",
                       RuntimeWarning, stacklevel=stacklevel + 1)

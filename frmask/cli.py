@@ -243,5 +243,11 @@ def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitte
         click.echo(f"wrote {label}: {path}")
 
 
+from frmask.cli_eval import demo, report, score  # noqa: E402  (commands defined beside this module)
+
+for _command in (score, report, demo):
+    main.add_command(_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -262,6 +262,7 @@ class OnnxEmbedder:
         self.profile = profile
         self.flip = bool(flip)
         self.device = device
+        self.model_bytes = data
         self._session = _session(prune_graph_inputs(data), device, threads)
         inputs = {i.name: i for i in self._session.get_inputs()}
         if profile.input_name not in inputs:

@@ -1,0 +1,163 @@
+"""Embed every image of a protocol: read, decode, align (detect when needed), batch, infer, cache.
+
+Images are prepared by a few threads (OpenCV and onnxruntime release the GIL) a bounded number of batches
+ahead of the model, so decoding and alignment overlap inference. The order of the results never depends
+on the threads: each image's crop is a pure function of its bytes.
+
+Alignment per image (:class:`~frmask.protocols.ImageEntry` ``align``):
+
+- ``none``: the image is an aligned crop of the ArcFace template (at any size); it is brought to the
+  model's input size by the similarity that maps the template at its size onto the template at the
+  model's size (the identity when the sizes agree);
+- ``detect``: the largest face found by the detector gives five landmarks, aligned to the model's input;
+- ``auto``: ``none`` for a 112x112 image, ``detect`` otherwise.
+
+An image that cannot be read, or where no face is found, is a failure to acquire (FTA): its embedding
+row is NaN, its reason is kept, and the pairs that use it get a NaN score for the metrics' FTA policy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from frmask.embed.cache import EmbeddingCache, image_key, model_key
+
+
+@dataclass
+class ProtocolEmbeddings:
+    """Embeddings of a protocol's images (NaN rows for failures) and what happened."""
+
+    embeddings: np.ndarray
+    failures: dict[int, str] = field(default_factory=dict)
+    n_cached: int = 0
+    n_computed: int = 0
+    seconds: float = 0.0
+
+
+class _Preparer:
+    """Turns image bytes into a crop of the model's input size, or a failure reason (thread-safe)."""
+
+    def __init__(self, size: tuple[int, int], detector: str, detector_options: dict | None):
+        self.size = size
+        self.detector_name = detector
+        self.detector_options = detector_options or {}
+        self._local = threading.local()
+
+    def _detector(self):
+        det = getattr(self._local, "detector", None)
+        if det is None:
+            from frmask.faces.detect import get_detector
+
+            det = self._local.detector = get_detector(self.detector_name, **self.detector_options)
+        return det
+
+    def __call__(self, data: bytes, align: str, index: int) -> np.ndarray | str:
+        from frmask.faces.align import align_face, template_for
+        from frmask.io.errors import FormatError
+        from frmask.io.insightface_bin import decode_image
+
+        try:
+            image = decode_image(data)
+        except FormatError as exc:
+            return f"unreadable image: {exc}"
+        h, w = image.shape[:2]
+        if align == "auto":
+            align = "none" if (w, h) == (112, 112) else "detect"
+        if align == "none":
+            if (w, h) == self.size:
+                return image
+            return align_face(image, template_for((w, h)), size=self.size, margin=0.0)
+        face = self._detector().detect_largest(image)
+        if face is None:
+            return "no face detected"
+        try:
+            return align_face(image, face.landmarks, size=self.size)
+        except ValueError as exc:
+            return f"cannot align: {exc}"
+
+
+def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_options: dict | None = None,
+                   cache: EmbeddingCache | None = None, threads: int = 2, progress=None) -> ProtocolEmbeddings:
+    """Embed every image of ``protocol`` with ``embedder`` (an :class:`~frmask.embed.OnnxEmbedder`).
+
+    ``cache``: an :class:`EmbeddingCache` (None: no cache). ``threads``: image-preparation threads.
+    ``progress``: called with the number of images finished after each batch (e.g. a tqdm ``update``).
+    """
+    t0 = time.perf_counter()
+    n = len(protocol.images)
+    size = tuple(embedder.profile.size)
+    mkey = model_key(embedder.model_bytes, profile=embedder.profile, flip=embedder.flip, detector=detector,
+                     detector_options=detector_options or {})
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        blobs = list(pool.map(protocol.image_bytes, range(n)))
+    aligns = [entry.align for entry in protocol.images]
+    ikeys = [image_key(b, a) for b, a in zip(blobs, aligns)]
+    found = cache.get_many(mkey, ikeys) if cache is not None else {}
+    result: list[np.ndarray | str | None] = [found.get(k) for k in ikeys]
+    todo = [i for i in range(n) if result[i] is None]
+    n_cached = n - len(todo)
+    if progress is not None and n_cached:
+        progress(n_cached)
+
+    prepare = _Preparer(size, detector, detector_options)
+    batch = embedder.batch_size if embedder.fixed_batch is None else max(embedder.batch_size, 32)
+    chunks = [todo[k:k + batch] for k in range(0, len(todo), batch)]
+
+    def prepare_chunk(chunk):
+        return [prepare(blobs[i], aligns[i], i) for i in chunk]
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        pending: deque = deque()
+        ahead = max(2, 2 * threads)
+        it = iter(chunks)
+        for chunk in it:
+            pending.append((chunk, pool.submit(prepare_chunk, chunk)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            chunk, future = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(prepare_chunk, nxt)))
+            prepared = future.result()
+            ok = [k for k, p in enumerate(prepared) if not isinstance(p, str)]
+            fresh: dict[str, np.ndarray | str] = {}
+            if ok:
+                vectors = embedder.embed(np.stack([prepared[k] for k in ok]))
+                for k, v in zip(ok, vectors):
+                    result[chunk[k]] = v
+                    fresh[ikeys[chunk[k]]] = v
+            for k, p in enumerate(prepared):
+                if isinstance(p, str):
+                    result[chunk[k]] = p
+                    fresh[ikeys[chunk[k]]] = p
+            if cache is not None:
+                cache.put_many(mkey, fresh)
+            if progress is not None:
+                progress(len(chunk))
+
+    dims = {len(r) for r in result if not isinstance(r, str)}
+    if len(dims) > 1:
+        raise ValueError(f"embeddings of different sizes {sorted(dims)} (a stale cache entry?)")
+    dim = dims.pop() if dims else 0
+    embeddings = np.full((n, dim), np.nan, np.float32)
+    failures = {}
+    for i, r in enumerate(result):
+        if isinstance(r, str):
+            failures[i] = r
+        else:
+            embeddings[i] = r
+    return ProtocolEmbeddings(embeddings, failures, n_cached, len(todo), time.perf_counter() - t0)
+
+
+def pair_scores(protocol, embeddings: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every pair (float64; NaN where either image failed)."""
+    a = embeddings[protocol.pair_a].astype(np.float64)
+    b = embeddings[protocol.pair_b].astype(np.float64)
+    return np.einsum("ij,ij->i", a, b)

@@ -1,0 +1,249 @@
+"""Run folders of ``frmask score`` and side-by-side comparisons (``frmask report``).
+
+A run folder holds:
+
+- ``metrics.json``: ``{"run": provenance, "all": report, "<scenario>": report, ...}`` where each report is
+  :meth:`frmask.metrics.VerificationReport.to_dict` plus its ``notes``;
+- ``scores.csv``: one row per pair (``pair, image_a, image_b, subject_a, subject_b, label, score,
+  scenarios``), NaN score for a failure to acquire; ``failures.csv`` (``image, reason``) when any;
+- ``report.md``: the table of the paper's columns per scenario; ``det.png`` (one curve per scenario) and
+  ``histograms.png`` (genuine/impostor scores per scenario).
+
+The folder is built beside its destination and renamed into place, so an interrupted run leaves nothing
+half written; an existing run folder is replaced, any other non-empty folder is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: (column title, report key, kind) of the tables, in the paper's order
+COLUMNS = (
+    ("FNMR@FMR1%", "fmr100", "pct"),
+    ("FNMR@FMR0.1%", "fmr1000", "pct"),
+    ("EER", "eer", "pct"),
+    ("FDR", "fdr", "num"),
+    ("TPR@FAR", "tpr_at_far", "pct"),
+    ("ACC@FAR", "acc_at_far", "pct"),
+    ("best ACC", "max_accuracy", "pct"),
+    ("10-fold ACC", "kfold_accuracy", "pct"),
+)
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _cell(value, kind: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{100 * value:.2f}" if kind == "pct" else f"{value:.3f}"
+
+
+def markdown_table(rows: list[tuple[str, dict]], *, first: str = "scenario") -> str:
+    """A Markdown table of reports: ``rows`` is ``[(row label, report dict), ...]``; rates in percent.
+    Columns absent from every report (e.g. 10-fold accuracy outside the .bin benchmarks) are left out."""
+    present = [c for c in COLUMNS if any(d.get(c[1]) is not None for _, d in rows)]
+    far = next((d.get("far") for _, d in rows if d.get("far") is not None), None)
+    titles = [t.replace("FAR", f"FAR{100 * far:g}%") if far is not None and t.endswith("@FAR") else t
+              for t, _, _ in present]
+    head = [first, "genuine", "impostor", "FTA", *titles]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for label, d in rows:
+        cells = [label, f"{d.get('n_genuine', 0):,}", f"{d.get('n_impostor', 0):,}", str(d.get("n_fta", 0))]
+        cells += [_cell(d.get(key), kind) for _, key, kind in present]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nRates in %; FDR = (mu_G - mu_I)^2 / (sigma_G^2 + sigma_I^2).\n"
+
+
+def scores_frame(result):
+    """The per-pair table of a :class:`~frmask.scoring.ScoreResult` (pandas DataFrame)."""
+    import pandas as pd
+
+    p = result.protocol
+    keys = np.array([e.key for e in p.images], dtype=object)
+    names = [n for n in p.scenario_names() if n != "all"]
+    scen = [";".join(n for n in names if p.scenarios[n][k]) for k in range(p.n_pairs)]
+    frame = pd.DataFrame({"pair": np.arange(p.n_pairs), "image_a": keys[p.pair_a], "image_b": keys[p.pair_b]})
+    if p.subjects_a is not None:
+        frame["subject_a"], frame["subject_b"] = p.subjects_a, p.subjects_b
+    frame["label"] = p.genuine.astype(np.int8)
+    frame["score"] = result.scores
+    if names:
+        frame["scenarios"] = scen
+    return frame
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"{out}: exists and is not a folder")
+        if any(out.iterdir()) and not (out / "metrics.json").is_file():
+            raise ValueError(f"{out}: a non-empty folder that is not an frmask run; choose another --out")
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def write_run(result, out, *, title: str | None = None, plots: bool = True) -> Path:
+    """Write the run folder ``out`` of a :class:`~frmask.scoring.ScoreResult` (module docstring)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        metrics = {"run": result.run}
+        for name, rep in result.reports.items():
+            metrics[name] = {**rep.to_dict(), "notes": list(rep.notes)}
+        (tmp / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
+        scores_frame(result).to_csv(tmp / "scores.csv", index=False, float_format="%.9g")
+        if result.failures:
+            import pandas as pd
+
+            keys = [result.protocol.images[i].key for i in sorted(result.failures)]
+            pd.DataFrame({"image": keys, "reason": [result.failures[i] for i in sorted(result.failures)]}).to_csv(
+                tmp / "failures.csv", index=False)
+        title = title or f"{result.run.get('model', {}).get('name', 'model')} on {result.protocol.name}"
+        rows = [(name, metrics[name]) for name in result.reports]
+        md = f"# {title}\n\n{result.protocol.description}\n\n" + markdown_table(rows)
+        (tmp / "report.md").write_text(md)
+        if plots:
+            _run_plots(result, tmp, title)
+        os.chmod(tmp, 0o777 & ~_umask())
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _umask() -> int:
+    from frmask._atomic import _umask as umask
+
+    return umask()
+
+
+def _split(scores: np.ndarray, genuine: np.ndarray):
+    return scores[genuine], scores[~genuine]
+
+
+def _run_plots(result, folder: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    from frmask.metrics.plots import plot_det, plot_score_histograms, save_figure
+
+    p = result.protocol
+    systems = [(name, *_split(result.scores[p.selection(name)], p.genuine[p.selection(name)]))
+               for name in result.reports]
+    fig = plot_det(systems, title=f"DET: {title}")
+    save_figure(fig, folder / "det.png")
+    plt.close(fig)
+    n = len(systems)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    for ax, (name, g, i) in zip(axes[0], systems):
+        if np.isfinite(g).any() and np.isfinite(i).any():
+            plot_score_histograms(g, i, ax=ax, title=name, bins=40)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, folder / "histograms.png")
+    plt.close(fig)
+
+
+def read_run(folder) -> dict:
+    """``metrics.json`` of a run folder, with clear errors for a folder that is not a run."""
+    folder = Path(folder)
+    path = folder / "metrics.json"
+    if not path.is_file():
+        raise ValueError(f"{folder}: not an frmask run folder (no metrics.json)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict) or "all" not in data:
+        raise ValueError(f"{path}: no 'all' report; not written by frmask score")
+    return data
+
+
+def run_label(folder, metrics: dict) -> str:
+    """How a run is named in comparisons: its folder name."""
+    return Path(folder).resolve().name
+
+
+def compare_runs(folders, *, scenarios=None):
+    """Rows ``(run label, scenario, report dict)`` of several runs, in the order given; ``scenarios``
+    restricts the scenarios (default: every scenario of every run)."""
+    rows = []
+    for folder in folders:
+        metrics = read_run(folder)
+        label = run_label(folder, metrics)
+        names = [k for k in metrics if k != "run"]
+        if scenarios:
+            names = [k for k in names if k in scenarios]
+        rows += [(label, name, metrics[name]) for name in names]
+    if not rows:
+        raise ValueError(f"no scenario {', '.join(scenarios or [])} in these runs")
+    return rows
+
+
+def comparison_frame(rows):
+    """A pandas DataFrame of :func:`compare_runs` rows (one row per run and scenario, stable keys)."""
+    import pandas as pd
+
+    from frmask.metrics.report import STABLE_KEYS
+
+    keys = list(STABLE_KEYS) + ["kfold_accuracy", "far"]
+    return pd.DataFrame([{"run": r, "scenario": s, **{k: d.get(k) for k in keys}} for r, s, d in rows])
+
+
+def read_scores(folder):
+    """The ``scores.csv`` of a run as a DataFrame (checked columns)."""
+    import pandas as pd
+
+    path = Path(folder) / "scores.csv"
+    if not path.is_file():
+        raise ValueError(f"{folder}: no scores.csv in this run")
+    frame = pd.read_csv(path)
+    for column in ("label", "score"):
+        if column not in frame:
+            raise ValueError(f"{path}: no {column!r} column")
+    return frame
+
+
+def comparison_det(folders, path, *, scenarios=None) -> None:
+    """One DET figure with every run (and scenario) of ``folders``, written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    from frmask.metrics.plots import plot_det, save_figure
+
+    systems = []
+    for label, scenario, _ in compare_runs(folders, scenarios=scenarios):
+        folder = next(f for f in folders if run_label(f, None) == label)
+        frame = read_scores(folder)
+        if scenario != "all":
+            sel = frame.get("scenarios", "").fillna("").str.split(";").apply(lambda s, n=scenario: n in s)
+            frame = frame[sel]
+        g = frame["label"].to_numpy() == 1
+        s = frame["score"].to_numpy(dtype=np.float64)
+        systems.append((f"{label} / {scenario}", s[g], s[~g]))
+    fig = plot_det(systems, title="DET: " + ", ".join(dict.fromkeys(run_label(f, None) for f in folders)))
+    save_figure(fig, path)
+    plt.close(fig)

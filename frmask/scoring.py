@@ -1,0 +1,75 @@
+"""Score a model on a protocol: embed its images, compare its pairs, report every scenario.
+
+:func:`score_protocol` is the library form of ``frmask score``; :mod:`frmask.report` writes and compares
+the run folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ScoreResult:
+    """Pair scores (NaN for a failure to acquire), one verification report per scenario, and provenance."""
+
+    protocol: object
+    scores: np.ndarray
+    reports: dict
+    failures: dict[int, str]
+    run: dict = field(default_factory=dict)
+
+
+def scenario_report(protocol, scores: np.ndarray, scenario: str, *, far: float = 0.002, fta: str = "reject",
+                    convention: str = "iso", fmr_targets=()):
+    """The verification report of one scenario's pairs (k-fold accuracy too where the protocol has folds:
+    only over all pairs, since folds are contiguous runs of the whole protocol)."""
+    from frmask.metrics import pairs_report, verification_report
+
+    sel = protocol.selection(scenario)
+    s, g = scores[sel], protocol.genuine[sel]
+    if not g.any() or g.all():
+        raise ValueError(f"scenario {scenario!r} has no {'impostor' if g.all() else 'genuine'} pairs")
+    subjects = {}
+    if protocol.subjects_a is not None:
+        subjects = dict(subjects_a=protocol.subjects_a[sel], subjects_b=protocol.subjects_b[sel])
+    if protocol.folds and scenario == "all":
+        return pairs_report(s, g.astype(np.int8), folds=protocol.folds, far=far, fta=fta, convention=convention,
+                            fmr_targets=fmr_targets, **subjects)
+    if convention == "insightface":
+        raise ValueError("the insightface convention needs a k-fold protocol (a .bin benchmark)")
+    return verification_report(s[g], s[~g], far=far, fta=fta, convention=convention, fmr_targets=fmr_targets)
+
+
+def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = "yunet", cache=None,
+                   threads: int = 2, progress=None, far: float = 0.002, fta: str = "reject",
+                   convention: str = "iso", fmr_targets=(), extra: dict | None = None) -> ScoreResult:
+    """Embed, compare and report ``protocol`` with ``embedder`` (module docstring)."""
+    from frmask._version import __version__
+    from frmask.embed.pipeline import embed_protocol, pair_scores
+
+    emb = embed_protocol(protocol, embedder, detector=detector, cache=cache, threads=threads, progress=progress)
+    if len(emb.failures) == len(protocol.images):
+        first = next(iter(emb.failures.items()))
+        raise ValueError(f"no image of {protocol.name} could be embedded (e.g. {protocol.images[first[0]].key}: "
+                         f"{first[1]})")
+    scores = pair_scores(protocol, emb.embeddings)
+    reports = {name: scenario_report(protocol, scores, name, far=far, fta=fta, convention=convention,
+                                     fmr_targets=fmr_targets)
+               for name in protocol.scenario_names()}
+    profile = embedder.profile
+    run = {
+        "frmask": __version__,
+        "model": {"name": model_name, "sha256": hashlib.sha256(embedder.model_bytes).hexdigest(),
+                  "profile": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(profile).items()},
+                  "flip": embedder.flip},
+        "protocol": {"name": protocol.name, "description": protocol.description, "n_images": len(protocol.images),
+                     "n_pairs": protocol.n_pairs, **(extra or {})},
+        "detector": detector,
+        "n_failures": len(emb.failures),
+        "embedding": {"cached": emb.n_cached, "computed": emb.n_computed, "seconds": round(emb.seconds, 3)},
+    }
+    return ScoreResult(protocol, scores, reports, emb.failures, run)
