@@ -273,3 +273,29 @@ def test_demo(tmp_path):
     assert all(0.3 < s < 0.999 for s in sims)  # a mask changes the embedding, but the person stays recognisable
     sheet = cv2.imread(str(tmp_path / "demo" / "astronaut_masks.png"))
     assert sheet.shape == (224 + 28, 5 * 224, 3)
+
+
+@needs_sface
+def test_zoo_names_files_and_detectors():
+    import hashlib
+
+    from frmask.embed.zoo import DETECTOR_MODELS, model_file_bytes, resolve_model
+
+    assert hashlib.sha256(model_file_bytes("yunet")).hexdigest() == DETECTOR_MODELS["yunet"][3]
+    with pytest.raises(ValueError, match="'yunet' is a face detector, not a recognition model"):
+        resolve_model("yunet")
+    with pytest.raises(ValueError, match="unknown zoo model"):
+        model_file_bytes("arcface")
+
+
+def test_cli_score_bin_masked_on_the_fly_reports_kfold(tmp_path):
+    imgs = [cv2.imencode(".jpg", _image(k % 6), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for k in range(40)]
+    write_bin(tmp_path / "tiny.bin", BinBenchmark(imgs, np.array([k % 2 == 0 for k in range(20)])))
+    (tmp_path / "means.onnx").write_bytes(means_model())
+    r = CliRunner().invoke(main, ["score", str(tmp_path / "means.onnx"), "--protocol", "cfp_fp", "--data",
+                                  str(tmp_path / "tiny.bin"), "--mask", "masked-vs-masked", "--seed", "3",
+                                  "--out", str(tmp_path / "run"), "--no-cache", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 <= m["all"]["kfold_accuracy"] <= 1 and m["run"]["protocol"]["mask"] == "masked-vs-masked"
+    assert "10-fold ACC" in (tmp_path / "run" / "report.md").read_text()

