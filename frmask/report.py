@@ -37,6 +37,9 @@ COLUMNS = (
 )
 
 
+_TARGETS = {"fmr100": 0.01, "fmr1000": 0.001}
+
+
 def _json_safe(value):
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
@@ -66,11 +69,22 @@ def markdown_table(rows: list[tuple[str, dict]], *, first: str = "scenario") -> 
               for t, _, _ in present]
     head = [first, "genuine", "impostor", "FTA", *titles]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    starred = False
     for label, d in rows:
         cells = [label, f"{d.get('n_genuine', 0):,}", f"{d.get('n_impostor', 0):,}", str(d.get("n_fta", 0))]
-        cells += [_cell(d.get(key), kind) for _, key, kind in present]
+        for _, key, kind in present:
+            cell = _cell(d.get(key), kind)
+            target = _TARGETS.get(key, d.get("far") if key in ("tpr_at_far", "acc_at_far") else None)
+            if target is not None and d.get("n_impostor") and target * d["n_impostor"] < 1 and cell != "–":
+                cell += "*"
+                starred = True
+            cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nRates in %; FDR = (mu_G - mu_I)^2 / (sigma_G^2 + sigma_I^2).\n"
+    notes = "Rates in %; FDR = (mu_G - mu_I)^2 / (sigma_G^2 + sigma_I^2)."
+    if starred:
+        notes += (" * the FMR target is below the resolution 1/N_impostor: the strict operating point is the "
+                  "threshold with no false match at all.")
+    return "\n".join(lines) + "\n\n" + notes + "\n"
 
 
 def scores_frame(result):
