@@ -73,3 +73,54 @@ def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = 
         "embedding": {"cached": emb.n_cached, "computed": emb.n_computed, "seconds": round(emb.seconds, 3)},
     }
     return ScoreResult(protocol, scores, reports, emb.failures, run)
+
+
+class ProtocolEvaluator:
+    """Scores any embedding function on a protocol, for periodic evaluation during training.
+
+    ``evaluator(embed_fn) -> {"<protocol>/<scenario>/<key>": value}`` where ``embed_fn`` maps uint8
+    ``(N, 112, 112, 3)`` aligned RGB crops to L2-normalised embeddings (as :meth:`OnnxEmbedder.embed` and
+    :func:`frmask.train.evaluate.make_embed_fn` do). The crops (detection and alignment included) are
+    prepared once, on the first call; failures to acquire get NaN scores (the ``fta`` policy decides).
+    ``keys``: the report keys to return for every scenario.
+    """
+
+    def __init__(self, protocol, *, detector: str = "yunet", size=(112, 112), far: float = 0.002,
+                 fta: str = "reject", keys=("max_accuracy", "tpr_at_far", "fmr100", "eer")):
+        self.protocol, self.detector, self.size = protocol, detector, tuple(size)
+        self.far, self.fta, self.keys = far, fta, tuple(keys)
+        self._crops = None
+        self._ok = None
+
+    def _prepare(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from frmask.embed.pipeline import _Preparer
+
+        prepare = _Preparer(self.size, self.detector, None)
+        p = self.protocol
+
+        def one(i):
+            return prepare(p.image_bytes(i), p.images[i].align, i)
+
+        with ThreadPoolExecutor(2) as pool:
+            crops = list(pool.map(one, range(len(p.images))))
+        self._ok = np.array([not isinstance(c, str) for c in crops])
+        if not self._ok.any():
+            raise ValueError(f"no image of {p.name} could be aligned for evaluation")
+        self._crops = np.stack([c for c in crops if not isinstance(c, str)])
+
+    def __call__(self, embed_fn) -> dict[str, float]:
+        if self._crops is None:
+            self._prepare()
+        vectors = np.asarray(embed_fn(self._crops), dtype=np.float32)
+        embeddings = np.full((len(self._ok), vectors.shape[1]), np.nan, np.float32)
+        embeddings[self._ok] = vectors
+        from frmask.embed.pipeline import pair_scores
+
+        scores = pair_scores(self.protocol, embeddings)
+        out = {}
+        for name in self.protocol.scenario_names():
+            rep = scenario_report(self.protocol, scores, name, far=self.far, fta=self.fta).to_dict()
+            out.update({f"{self.protocol.name}/{name}/{k}": float(rep[k]) for k in self.keys if k in rep})
+        return out

@@ -299,3 +299,15 @@ def test_cli_score_bin_masked_on_the_fly_reports_kfold(tmp_path):
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0 <= m["all"]["kfold_accuracy"] <= 1 and m["run"]["protocol"]["mask"] == "masked-vs-masked"
     assert "10-fold ACC" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_protocol_evaluator_matches_score_protocol(csv_protocol):
+    from frmask.scoring import ProtocolEvaluator
+
+    p = load_protocol("csv", csv_protocol / "pairs.csv")
+    embedder = OnnxEmbedder(csv_protocol / "means.onnx")
+    result = score_protocol(embedder, p)
+    got = ProtocolEvaluator(p, keys=("max_accuracy", "eer", "n_fta"))(embedder.embed)
+    for scenario in ("all", "x", "y"):
+        for key in ("max_accuracy", "eer", "n_fta"):
+            assert got[f"pairs/{scenario}/{key}"] == pytest.approx(result.reports[scenario].to_dict()[key], abs=1e-12)
