@@ -1,0 +1,120 @@
+"""Pack an image folder (one sub-folder per identity) into MS1MV2-style RecordIO: ``.rec`` + ``.idx``.
+
+Layout written (keys; ``N`` images, ``K`` identities, labels 0..K-1 in sorted folder order):
+
+* key 0: header-only record, ``flag = 2``, labels ``(N + 1, N + 1 + K)`` = (first identity key, end);
+* keys 1..N: images, grouped by identity, header label = the identity's label (float), ``id`` = the key;
+* keys N+1..N+K: one header-only record per identity, labels ``(start, end)``: its images' key range
+  (end exclusive).
+
+Payloads are aligned 112x112 crops. With ``align="none"`` a JPEG or PNG file is stored byte for byte (after
+checking that it decodes to 112x112) and any other format is re-encoded as PNG; with ``align="detect"`` the
+aligned crops are encoded as JPEG (quality 95) for JPEG sources and PNG otherwise. Images in which no face is
+found are listed in the summary's ``failures``, never dropped silently. Output is all or nothing
+(:class:`frmask.io.recordio.RecordWriter`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from frmask.train.data import SIZE, _FolderSource, _check_aligned, decode_rgb, index_folder
+
+__all__ = ["JPEG_QUALITY", "PackSummary", "pack_folder"]
+
+JPEG_QUALITY = 95
+
+
+@dataclass
+class PackSummary:
+    """What :func:`pack_folder` wrote: counts, failures ``[(relative path, reason)]`` and the output paths."""
+
+    n_identities: int
+    n_images: int
+    align: str
+    rec: str
+    idx: str
+    identities: tuple = ()
+    failures: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def n_failures(self) -> int:
+        return len(self.failures)
+
+
+def _is_jpeg(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff"
+
+
+def _is_png(data: bytes) -> bool:
+    return data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _encode(rgb: np.ndarray, jpeg: bool, where: str) -> bytes:
+    import cv2
+
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]) if jpeg else cv2.imencode(".png", bgr)
+    if not ok:
+        raise RuntimeError(f"{where}: image encoding failed")
+    return buf.tobytes()
+
+
+def _payload(data: bytes, where: str, landmarks: np.ndarray | None) -> bytes:
+    """The stored bytes of one image (module notes)."""
+    import cv2
+
+    image = decode_rgb(data, where)
+    if landmarks is None:
+        _check_aligned(image, where)
+        if _is_jpeg(data) or _is_png(data):
+            return data
+        grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if grey is not None and grey.ndim == 2 and grey.dtype == np.uint8:  # keep grey images grey
+            return cv2.imencode(".png", grey)[1].tobytes()
+        return _encode(image, False, where)
+    from frmask.faces.align import align_face
+
+    aligned = align_face(image, landmarks.astype(np.float64), size=(SIZE, SIZE))
+    return _encode(aligned, _is_jpeg(data), where)
+
+
+def pack_folder(src, rec_path, *, align: str = "auto", detector: str = "yunet", progress=None) -> PackSummary:
+    """Write the identity folder ``src`` as ``rec_path`` + ``rec_path`` with suffix ``.idx`` (module notes).
+
+    ``align``: ``"none"`` (images already aligned 112x112), ``"detect"`` or ``"auto"`` (``"none"`` when the
+    first image is 112x112). ``progress`` is called with 1 after each image written. Bad input (no folder,
+    an empty identity folder, fewer than 2 identities, an unaligned image with ``align="none"``, an identity
+    without a usable face) raises ``ValueError`` and leaves no output behind.
+    """
+    from frmask.io.recordio import IRHeader, RecordWriter, pack
+
+    t0 = time.perf_counter()
+    rec_path = Path(rec_path)
+    src = Path(src)
+    if src.resolve() in rec_path.resolve().parents:
+        raise ValueError(f"{rec_path}: the output must not lie inside the source folder {src}")
+    index = index_folder(src, align=align, detector=detector)
+    source = _FolderSource(index.root, index.files)
+    n, k = len(index.files), len(index.identities)
+    idx_path = rec_path.with_suffix(".idx")
+    rec_path.parent.mkdir(parents=True, exist_ok=True)
+    with RecordWriter(rec_path, idx_path) as writer:
+        writer.write(0, pack(IRHeader(0, [n + 1, n + 1 + k], 0, 0), b""))
+        for i in range(n):
+            lm = None if index.landmarks is None else index.landmarks[i]
+            payload = _payload(source.read(i), source.where(i), lm)
+            writer.write(i + 1, pack(IRHeader(0, float(index.labels[i]), i + 1, 0), payload))
+            if progress is not None:
+                progress(1)
+        starts = np.searchsorted(index.labels, np.arange(k + 1)) + 1
+        for label in range(k):
+            writer.write(n + 1 + label, pack(IRHeader(0, [int(starts[label]), int(starts[label + 1])], 0, 0), b""))
+    return PackSummary(k, n, index.align, os.fspath(rec_path), os.fspath(idx_path), index.identities,
+                       list(index.failures), time.perf_counter() - t0)
