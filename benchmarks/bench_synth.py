@@ -3,7 +3,8 @@
 1. Builds the benchmark: MFR2 `no-mask` faces from ../shared/data, detected with frmask's YuNet, aligned to
    the ArcFace 112x112 template and JPEG-encoded, repeated to 12,000 images (6,000 pairs).
 2. Times the whole `frmask synth` command in a fresh process (process start, imports, JPEG decode and
-   encode, writing the .bin, sidecar and preview included), for 1 and 2 workers.
+   encode, writing the .bin, sidecar and preview included), for 1 and 2 workers, each with an empty on-disk
+   template cache (cold: the built-in mask is drawn) and again with the cache filled (warm).
 3. Times the per-image baseline in this process: for each image, fit the homography and warp the full
    template (as the published code does), blend, encode.
 
@@ -14,6 +15,7 @@ Targets (2-core machine): >= 5,000 images/s end to end and >= 3x the baseline.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -85,28 +87,36 @@ def main() -> None:
         n_faces = build_bin(data, args.images)
         print(f"built {data.name}: {args.images:,} aligned 112x112 JPEG images from {n_faces} real MFR2 faces")
         extra = ["--template", str(MASKINV)] if args.template == "maskinv" else ["--mask-type", "surgical"]
-        rates = {}
+        rates, cold_rates = {}, {}
         for workers in (1, 2):
-            out = Path(tmp) / f"masked{workers}.bin"
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "frmask", "synth", "--benchmark", "lfw", "--data", str(data),
-                            "--out", str(out), "--mode", "masked-vs-masked", "--seed", "0",
-                            "--workers", str(workers), *extra], check=True, capture_output=True)
-            elapsed = time.perf_counter() - t0
-            rates[workers] = args.images / elapsed
-            print(f"frmask synth, {workers} worker(s), whole command: {elapsed:.2f} s = {rates[workers]:,.0f} images/s")
-        same = (Path(tmp) / "masked1.bin").read_bytes() == (Path(tmp) / "masked2.bin").read_bytes()
-        print(f"outputs of 1 and 2 workers byte-identical: {same}")
+            # The built-in masks are drawn once and kept in an on-disk template cache: time a first run with an
+            # empty cache ("cold") and a second one that finds it ("warm").
+            cache = Path(tmp) / f"cache{workers}"
+            for state in ("cold", "warm"):
+                out = Path(tmp) / f"masked{workers}-{state}.bin"
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "frmask", "synth", "--benchmark", "lfw", "--data", str(data),
+                                "--out", str(out), "--mode", "masked-vs-masked", "--seed", "0",
+                                "--workers", str(workers), *extra], check=True, capture_output=True,
+                               env={**os.environ, "FRMASK_TEMPLATE_CACHE": str(cache)})
+                elapsed = time.perf_counter() - t0
+                (rates if state == "warm" else cold_rates)[workers] = args.images / elapsed
+                print(f"frmask synth, {workers} worker(s), {state} template cache, whole command: {elapsed:.2f} s = "
+                      f"{args.images / elapsed:,.0f} images/s")
+        outputs = {(Path(tmp) / f"masked{w}-{s}.bin").read_bytes() for w in (1, 2) for s in ("cold", "warm")}
+        print(f"outputs of 1 and 2 workers, cold and warm cache, byte-identical: {len(outputs) == 1}")
         template = maskinv_template(MASKINV) if args.template == "maskinv" else builtin_template("surgical")
         anchors = template.anchor_array().astype(np.float32)
         landmarks = np.array([ARCFACE_LANDMARKS[k] for k in template.landmarks], np.float32)
         t_base = baseline(data, np.ascontiguousarray(template.rgba), anchors, landmarks)
         base_rate = args.images / t_base
-        best = max(rates.values())
         print(f"per-image baseline (fit + full-template warp per image), in-process: {t_base:.2f} s = "
               f"{base_rate:,.0f} images/s")
-        print(f"best end to end {best:,.0f} images/s: target 5,000 -> {'met' if best >= 5000 else 'MISSED'}; "
-              f"{best / base_rate:.1f}x the baseline: target 3x -> {'met' if best >= 3 * base_rate else 'MISSED'}")
+        for label, table in (("warm cache", rates), ("cold cache", cold_rates)):
+            best = max(table.values())
+            print(f"best end to end, {label}: {best:,.0f} images/s: target 5,000 -> "
+                  f"{'met' if best >= 5000 else 'MISSED'}; {best / base_rate:.1f}x the baseline: target 3x -> "
+                  f"{'met' if best >= 3 * base_rate else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,28 @@ from frmask.faces.align import (
     template_for,
     transform_points,
 )
-from frmask.faces.detect import DETECTORS, Detector, Face, ModelFileError, get_detector
-from frmask.faces.landmarks_csv import read_landmarks_csv, write_landmarks_csv
+
+_LAZY = {
+    "DETECTORS": "frmask.faces.detect",
+    "Detector": "frmask.faces.detect",
+    "Face": "frmask.faces.detect",
+    "ModelFileError": "frmask.faces.detect",
+    "get_detector": "frmask.faces.detect",
+    "read_landmarks_csv": "frmask.faces.landmarks_csv",
+    "write_landmarks_csv": "frmask.faces.landmarks_csv",
+}
+
+
+def __getattr__(name: str):
+    """The detector and landmark-CSV names are imported on first use (the alignment path stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DETECTORS",

@@ -83,20 +83,51 @@ def check_benchmark(name: str) -> str:
     return name
 
 
+def template_kind(spec: MaskSpec) -> str:
+    """``"maskinv"``, ``"masktheface"`` or ``"builtin"``: which kind of template ``spec`` draws."""
+    if spec.legacy == "maskinv" or (spec.template and os.path.basename(spec.template) == "maskinv_mask_img.png"):
+        return "maskinv"
+    if spec.template:
+        if os.path.isdir(spec.template) or os.path.basename(spec.template) == "masks.cfg":
+            return "masktheface"
+        raise ValueError(f"{spec.template}: a template is maskinv_mask_img.png, or a MaskTheFace folder or its "
+                         f"masks.cfg")
+    return "builtin"
+
+
+LANDMARK_CHOICES = ("5", "68", "auto")
+
+
+def use_landmarks68(spec: MaskSpec, landmarks: str, *, auto: bool) -> bool:
+    """Whether MaskTheFace anchors come from dlib's 68 landmarks of each face (instead of their estimated
+    place in the aligned frame). ``landmarks``: ``"5"`` never, ``"68"`` always (an error without the extra
+    ``frmask[landmarks68]``), ``"auto"`` gives ``auto`` when the extra is installed. Other templates are
+    placed on the five points either way (False)."""
+    if landmarks not in LANDMARK_CHOICES:
+        raise ValueError(f"landmarks must be one of {', '.join(LANDMARK_CHOICES)}, got {landmarks!r}")
+    if landmarks == "5" or template_kind(spec) != "masktheface" or spec.legacy:
+        return False
+    from frmask.faces import landmarks68
+
+    if landmarks == "68":
+        landmarks68.model_path()  # raises Landmarks68Unavailable with the install hint
+        landmarks68._dlib()
+        return True
+    return auto and landmarks68.available()
+
+
 def load_template(spec: MaskSpec):
     """The MaskTemplate of a spec: the MaskInv template file (its five anchors are built in), a MaskTheFace
     folder or ``masks.cfg`` (``mask_type`` names the mask in it), or a built-in mask type."""
-    if spec.legacy == "maskinv" or (spec.template and os.path.basename(spec.template) == "maskinv_mask_img.png"):
+    kind = template_kind(spec)
+    if kind == "maskinv":
         from frmask.synth.maskinv import maskinv_template
 
         return maskinv_template(spec.template)
-    if spec.template:
-        if os.path.isdir(spec.template) or os.path.basename(spec.template) == "masks.cfg":
-            from frmask.synth.masktheface import masktheface_template
+    if kind == "masktheface":
+        from frmask.synth.masktheface import masktheface_template
 
-            return masktheface_template(spec.template, spec.mask_type)
-        raise ValueError(f"{spec.template}: a template is maskinv_mask_img.png, or a MaskTheFace folder or its "
-                         f"masks.cfg")
+        return masktheface_template(spec.template, spec.mask_type)
     from frmask.synth.shapes import builtin_template
 
     return builtin_template(spec.mask_type, scale=BUILTIN_SCALE)
@@ -138,6 +169,16 @@ class _Colorizer:
             return np.asarray(self.by_index[index], dtype=np.uint8)
         return random_color(image_rng(self.seed, self.benchmark, index, "color"), self.palette)
 
+    def many(self, indices) -> np.ndarray:
+        """uint8 (n, 3): the colours of ``indices``, the same as calling this object on each (the palette and
+        uniform draws are recomputed in bulk by :mod:`frmask.synth.fastrng`, exactly)."""
+        from frmask.synth import fastrng
+
+        if self.by_index is None and len(indices) > 16 and fastrng.selfcheck():
+            palette = None if self.palette is None else self.palette.rgb
+            return fastrng.random_colors(self.seed, self.benchmark, indices, palette)
+        return np.stack([self(i) for i in indices]) if len(indices) else np.zeros((0, 3), np.uint8)
+
 
 def _is_palette_csv(path: str) -> bool:
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -147,7 +188,13 @@ def _is_palette_csv(path: str) -> bool:
 def _encode_like(original: bytes, rgb: np.ndarray) -> bytes:
     import cv2
 
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return _encode_bgr_like(original, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def _encode_bgr_like(original: bytes, bgr: np.ndarray) -> bytes:
+    """Encode a BGR image in the format of ``original``: PNG, or JPEG at :data:`JPEG_QUALITY`."""
+    import cv2
+
     if original[:8] == b"\x89PNG\r\n\x1a\n":
         ok, buf = cv2.imencode(".png", bgr)
     else:
@@ -159,24 +206,59 @@ def _encode_like(original: bytes, rgb: np.ndarray) -> bytes:
 
 def prepare_template(spec: MaskSpec):
     """The template and, when every image shares it (no jitter, no legacy rendering), the one warp."""
-    from frmask.synth.render import warp_template
-
     template = load_template(spec)
-    shared = None if spec.jitter or spec.legacy else warp_template(template, frame_landmarks(), (SIZE, SIZE),
-                                                                     method=spec.warp)
+    shared = None if spec.jitter or spec.legacy else shared_warp(template, spec.warp)
     return template, shared
 
 
-def render_state(spec: MaskSpec, seed: int, dataset: str, prepared) -> dict:
-    """Everything :func:`render_one` needs, built once per run (or per worker process)."""
+def shared_warp(template, method: str = "homography"):
+    """``warp_template(template, frame_landmarks(), (112, 112), method=method)``, kept in the on-disk template
+    cache (:mod:`frmask.synth.template_cache`) under the template's content, so a fresh process skips the
+    warp of a large template (~0.1 s for MaskInv's)."""
+    import hashlib
+    import json
+
+    from frmask.synth.render import WarpedMask, warp_template
+    from frmask.synth.template_cache import cached_arrays
+
+    landmarks = frame_landmarks()
+    if method != "homography":
+        return warp_template(template, landmarks, (SIZE, SIZE), method=method)
+    rgba = np.ascontiguousarray(template.rgba)
+    content = hashlib.sha256(rgba.data)
+    content.update(json.dumps([template.name, rgba.shape, list(template.anchors.items())]).encode())  # in order
+    key = {"template": content.hexdigest(), "size": SIZE, "method": method,
+           "landmarks": {k: [float(v) for v in landmarks[k]] for k in template.landmarks}}
+    fields = ("alpha", "shade", "rgb", "homography")
+
+    def compute() -> dict:
+        warped = warp_template(template, landmarks, (SIZE, SIZE), method=method)
+        return {name: getattr(warped, name) for name in fields}
+
+    def looks_right(arrays: dict) -> bool:
+        shapes = {"alpha": (SIZE, SIZE), "shade": (SIZE, SIZE), "rgb": (SIZE, SIZE, 3), "homography": (3, 3)}
+        return sorted(arrays) == sorted(fields) and all(arrays[k].shape == shapes[k] for k in fields) and \
+            all(arrays[k].dtype == (np.float64 if k == "homography" else np.float32) for k in fields)
+
+    arrays = cached_arrays("warp", key, ("frmask.synth.render", "frmask.faces.align"), compute, looks_right)
+    for a in arrays.values():
+        a.setflags(write=False)
+    return WarpedMask(**{name: arrays[name] for name in fields})
+
+
+def render_state(spec: MaskSpec, seed: int, dataset: str, prepared, *, landmarks68: bool = False) -> dict:
+    """Everything :func:`render_one` needs, built once per run (or per worker process). ``landmarks68``:
+    place MaskTheFace anchors from each face's 68 landmarks (see :func:`use_landmarks68`)."""
     template, warped = prepared
     return dict(spec=spec, seed=seed, dataset=dataset, template=template, warped=warped,
-                colorize=_Colorizer(spec, seed, dataset))
+                colorize=_Colorizer(spec, seed, dataset), landmarks68=landmarks68)
 
 
-def render_one(st: dict, image: np.ndarray, index: int, color) -> tuple[np.ndarray, list]:
-    """Mask one aligned 112x112 RGB image: the legacy renderer, the shared warp, or a per-image jittered
-    warp. Returns the masked image and the jitter offsets it used (empty without jitter)."""
+def render_one(st: dict, image: np.ndarray, index: int, color, anchors: dict | None = None) -> tuple[np.ndarray, list]:
+    """Mask one aligned 112x112 RGB image: the legacy renderer, the shared warp, or a per-image warp (jitter,
+    or MaskTheFace anchors from 68 landmarks). ``anchors``: the image's own MaskTheFace anchors (112 frame);
+    without them and with ``st["landmarks68"]`` they are found on ``image`` itself. Returns the masked image
+    and the jitter offsets it used (empty without jitter)."""
     from frmask.synth.maskinv import render_maskinv_legacy
     from frmask.synth.render import apply_mask, jitter_offsets, warp_template
     from frmask.synth.seeding import image_rng
@@ -184,11 +266,19 @@ def render_one(st: dict, image: np.ndarray, index: int, color) -> tuple[np.ndarr
     spec: MaskSpec = st["spec"]
     if spec.legacy == "maskinv":
         return render_maskinv_legacy(image, color, st["template"]), []
-    if st["warped"] is not None:
+    if anchors is None and st.get("landmarks68"):
+        from frmask.faces.landmarks68 import landmarks68_aligned, masktheface_anchors
+
+        anchors = masktheface_anchors(landmarks68_aligned(image))
+    if anchors is None and st["warped"] is not None:
         return apply_mask(image, st["warped"], color), []
+    points = frame_landmarks() if anchors is None else {**frame_landmarks(), **anchors}
+    if not spec.jitter and anchors is not None:
+        warped = warp_template(st["template"], points, (SIZE, SIZE), method=spec.warp)
+        return apply_mask(image, warped, color), []
     off = jitter_offsets(image_rng(st["seed"], st["dataset"], index, "jitter"), len(st["template"].landmarks),
                          spec.jitter)
-    warped = warp_template(st["template"], frame_landmarks(), (SIZE, SIZE), jitter=off, method=spec.warp)
+    warped = warp_template(st["template"], points, (SIZE, SIZE), jitter=off, method=spec.warp)
     return apply_mask(image, warped, color), np.round(off, 4).ravel().tolist()
 
 
@@ -200,52 +290,95 @@ def contact_sheet_png(top: list, bottom: list) -> bytes:
     return cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))[1].tobytes()
 
 
-def _mask_chunk(st: dict, job) -> list[tuple[int, bytes, tuple, list]]:
-    """Mask the images of one chunk: [(index, encoded bytes, rgb colour, jitter offsets)]."""
-    from frmask.io.insightface_bin import decode_image
-    from frmask.synth.render import apply_mask_batch
+_DECODE_BATCH = 32  # images decoded, blended and encoded together (stays in the CPU caches)
 
-    indices, blobs = job
-    images = np.empty((len(indices), SIZE, SIZE, 3), np.uint8)
-    for k, (i, data) in enumerate(zip(indices, blobs)):
-        img = decode_image(data, i)
-        if img.shape[:2] != (SIZE, SIZE):
-            raise ValueError(f"image {i} is {img.shape[1]}x{img.shape[0]}; benchmark images must be aligned "
-                             f"{SIZE}x{SIZE} crops")
-        images[k] = img
-    colors = np.stack([st["colorize"](i) for i in indices]) if indices else np.zeros((0, 3), np.uint8)
-    if st["warped"] is not None and not st["spec"].legacy:  # the fast path: one warp, blended in batches
-        out, jitters = apply_mask_batch(images, st["warped"], colors), [[] for _ in indices]
-    else:
-        rendered = [render_one(st, img, i, c) for img, i, c in zip(images, indices, colors)]
-        out, jitters = [r[0] for r in rendered], [r[1] for r in rendered]
-    return [(i, _encode_like(b, o), tuple(int(v) for v in c), j)
-            for i, b, o, c, j in zip(indices, blobs, out, colors, jitters)]
+
+def _decode_bgr(data: bytes, index: int) -> np.ndarray:
+    """One benchmark image as BGR uint8 (112, 112, 3): :func:`~frmask.io.insightface_bin.decode_image`
+    without its conversion to RGB, and the size check."""
+    import cv2
+
+    from frmask.io.errors import FormatError
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if buf.size == 0:
+        raise FormatError("empty image data", index=index)
+    try:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise FormatError(f"cannot decode image ({exc})", index=index) from exc
+    if bgr is None:
+        raise FormatError(f"cannot decode image ({buf.size} bytes, not a valid JPEG/PNG)", index=index)
+    if bgr.shape[:2] != (SIZE, SIZE):
+        raise ValueError(f"image {index} is {bgr.shape[1]}x{bgr.shape[0]}; benchmark images must be aligned "
+                         f"{SIZE}x{SIZE} crops")
+    return bgr
+
+
+def _mask_chunk(st: dict, job) -> list[tuple[int, bytes, tuple, list]]:
+    """Mask the images of one chunk: [(index, encoded bytes, rgb colour, jitter offsets)].
+
+    ``job`` is (indices, encoded images[, uint8 (n, 3) RGB colours]). The shared-warp path works in BGR,
+    as OpenCV decodes and encodes, blending with the colours' BGR order: the same bytes as in RGB.
+    """
+    import cv2
+
+    from frmask.synth.render import blend_inplace
+
+    indices, blobs, *given = job  # (indices, blobs[, colours]): colours are drawn here when not given
+    colors = given[0] if given else st["colorize"].many(indices)
+    shared = st["warped"] is not None and not st["spec"].legacy and not st.get("landmarks68")
+    out = []
+    batch = np.empty((_DECODE_BATCH, SIZE, SIZE, 3), np.uint8)
+    for start in range(0, len(indices), _DECODE_BATCH):
+        idx = indices[start:start + _DECODE_BATCH]
+        data = blobs[start:start + _DECODE_BATCH]
+        rgb_colors = colors[start:start + _DECODE_BATCH]
+        images = batch[:len(idx)]
+        for k, (i, blob) in enumerate(zip(idx, data)):
+            images[k] = _decode_bgr(blob, i)
+        if shared:  # the fast path: one warp, blended in batches
+            blend_inplace(images, st["warped"], rgb_colors[:, ::-1].astype(np.float32))
+            encoded = [_encode_bgr_like(b, img) for b, img in zip(data, images)]
+            jitters = [[] for _ in idx]
+        else:
+            rendered = [render_one(st, cv2.cvtColor(img, cv2.COLOR_BGR2RGB), i, c)
+                        for img, i, c in zip(images, idx, rgb_colors)]
+            encoded = [_encode_like(b, r[0]) for b, r in zip(data, rendered)]
+            jitters = [r[1] for r in rendered]
+        out += [(i, e, tuple(int(v) for v in c), j) for i, e, c, j in zip(idx, encoded, rgb_colors.tolist(), jitters)]
+    return out
 
 
 def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec: MaskSpec = MaskSpec(),
-              seed: int = 0, workers: int = 1, chunk: int = 512, progress=None) -> SynthSummary:
+              seed: int = 0, workers: int = 1, chunk: int = 512, progress=None, landmarks: str = "5") -> SynthSummary:
     """Write a masked copy of the ``.bin`` benchmark ``data`` to ``out`` (atomically), with a sidecar CSV
     ``<out>.masks.csv`` (index, masked, mask type, colour, jitter) and a preview contact sheet
     ``<out>.preview.png``. ``progress`` is called with the number of images finished after each chunk.
+    ``landmarks``: where a MaskTheFace template's anchors go: ``"5"`` or ``"auto"`` at their estimated place
+    in the aligned frame, ``"68"`` from dlib's 68 landmarks found on each aligned image (needs
+    ``frmask[landmarks68]``).
     """
     import time
 
-    from frmask.io.insightface_bin import BinBenchmark, read_bin, write_bin
+    from frmask.io.insightface_bin import BinBenchmark, read_bin
 
     t0 = time.perf_counter()
     check_benchmark(benchmark)
     masked_indices(0, mode)  # validates the mode before any work
     if spec.legacy not in (None, "maskinv"):
         raise ValueError(f"unknown legacy renderer {spec.legacy!r}; the only one is 'maskinv'")
+    points68 = use_landmarks68(spec, landmarks, auto=False)
     bench = read_bin(data)
     todo = masked_indices(len(bench.images), mode)
     images = list(bench.images)
     idx = np.flatnonzero(todo).tolist()
-    jobs = [(idx[s:s + chunk], [images[i] for i in idx[s:s + chunk]]) for s in range(0, len(idx), chunk)]
     rows = {}
-    if jobs:
-        st = render_state(spec, seed, benchmark, prepare_template(spec))
+    if idx:
+        st = render_state(spec, seed, benchmark, prepare_template(spec), landmarks68=points68)
+        colors = st["colorize"].many(idx)
+        jobs = [(idx[s:s + chunk], [images[i] for i in idx[s:s + chunk]], colors[s:s + chunk])
+                for s in range(0, len(idx), chunk)]
         if workers > 1:
             # Threads, not processes: JPEG decoding/encoding and the numpy blend release the GIL, and
             # nothing has to be pickled across processes. Results are placed by index: same output for any N.
@@ -271,12 +404,26 @@ def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec
     from frmask._atomic import write_bytes_atomic, write_text_atomic
 
     out = os.fspath(out)
-    write_bin(out, masked)
+    _write_bin_streamed(out, masked)
     write_text_atomic(out + ".masks.csv", sidecar)
     write_bytes_atomic(out + ".preview.png", preview)
     return SynthSummary(benchmark, mode, bench.n_pairs, len(images), len(idx),
                         {"bin": out, "sidecar": out + ".masks.csv", "preview": out + ".preview.png"},
                         time.perf_counter() - t0)
+
+
+def _write_bin_streamed(path: str, benchmark) -> None:
+    """The bytes of :func:`frmask.io.insightface_bin.write_bin` (the same payload and pickle protocol),
+    pickled straight into the (atomic) file instead of through one bytes object of the whole benchmark:
+    about half the time, and no second copy of it in memory."""
+    import pickle
+
+    from frmask._atomic import atomic_path
+    from frmask.io.insightface_bin import PICKLE_PROTOCOL
+
+    payload = (list(benchmark.images), [bool(flag) for flag in benchmark.issame])
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(payload, f, protocol=PICKLE_PROTOCOL)
 
 
 def _collect(res, images, rows, progress) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from frmask.synth.benchmark import (JPEG_QUALITY, SIZE, MaskSpec, contact_sheet_png, load_template, prepare_template,
-                                    render_one, render_state)
+                                    render_one, render_state, use_landmarks68)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -40,7 +40,11 @@ def list_images(root: Path) -> list[Path]:
 _STATE: dict = {}
 
 
-def _init(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dict | None, threads: int) -> None:
+_ALIGN68 = 224  # faces are aligned at this size for the 68-point predictor (more pixels than the 112 crop)
+
+
+def _init(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dict | None, points68: bool,
+          threads: int) -> None:
     import cv2
 
     if threads:
@@ -50,7 +54,9 @@ def _init(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dic
         from frmask.faces.detect import get_detector
 
         det = get_detector(detector, threads=threads)
-    _STATE.update(render_state(spec, seed, dataset, prepare_template(spec)), detector=det, landmarks=landmarks)
+    # The 68-point anchors come from the original image (see _process), not from the 112 crop.
+    _STATE.update(render_state(spec, seed, dataset, prepare_template(spec)), detector=det, landmarks=landmarks,
+                  points68=points68)
 
 
 def _process(job):
@@ -78,8 +84,20 @@ def _process(job):
         aligned = align_face(rgb, lm, size=(SIZE, SIZE))
     except ValueError as exc:
         return i, rel, f"cannot align: {exc}", None
+    anchors = None
+    if st["points68"]:
+        from frmask.faces.landmarks68 import landmarks68_aligned, masktheface_anchors
+
+        big = align_face(rgb, lm, size=(_ALIGN68, _ALIGN68))
+        anchors = {k: (x * SIZE / _ALIGN68, y * SIZE / _ALIGN68)
+                   for k, (x, y) in masktheface_anchors(landmarks68_aligned(big)).items()}
     color = st["colorize"](i)
-    masked, jitter = render_one(st, aligned, i, color)
+    try:
+        masked, jitter = render_one(st, aligned, i, color, anchors)
+    except ValueError as exc:
+        if anchors is None:
+            raise
+        return i, rel, f"cannot place the mask on the 68 landmarks: {exc}", None
     suffix = Path(dst).suffix.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if suffix in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(suffix if suffix != ".pgm" else ".png", cv2.cvtColor(masked, cv2.COLOR_RGB2BGR), params)
@@ -93,8 +111,14 @@ def _process(job):
 
 
 def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detector: str = "yunet",
-                 landmarks_csv=None, workers: int = 1, progress=None) -> FolderSummary:
-    """Mask every face image under ``src`` into ``dst`` (module docstring)."""
+                 landmarks_csv=None, workers: int = 1, progress=None, landmarks: str = "auto") -> FolderSummary:
+    """Mask every face image under ``src`` into ``dst`` (module docstring).
+
+    ``landmarks``: where a MaskTheFace template's six anchors go. ``"68"``: computed as MaskTheFace does from
+    dlib's 68 landmarks of each face (found on the face aligned at 224x224, mapped to the 112 crop; needs
+    ``pip install frmask[landmarks68]``); ``"5"``: their estimated place in the aligned frame; ``"auto"``
+    (default): 68 when that extra is installed. Other templates always use the five points.
+    """
     import time
 
     from frmask._atomic import write_bytes_atomic, write_text_atomic
@@ -108,17 +132,18 @@ def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detect
     files = list_images(src)
     if not files:
         raise ValueError(f"{src}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    landmarks = None
+    table = None
     if landmarks_csv is not None:
         from frmask.faces.landmarks_csv import read_landmarks_csv
 
-        landmarks = read_landmarks_csv(landmarks_csv)
+        table = read_landmarks_csv(landmarks_csv)
     load_template(spec)  # fail fast on a bad template, before any output
+    points68 = use_landmarks68(spec, landmarks, auto=True)
     dataset = src.resolve().name
     shown = set(np.linspace(0, len(files) - 1, min(8, len(files))).astype(int).tolist())  # preview tiles
     jobs = [(i, rel.as_posix(), str(src / rel), str(dst / rel), i in shown) for i, rel in enumerate(files)]
     results = []
-    init_args = (spec, seed, dataset, detector, landmarks)
+    init_args = (spec, seed, dataset, detector, table, points68)
     if workers > 1:
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
                                           else "spawn")

@@ -1,12 +1,25 @@
 """MaskTheFace mask templates: RGBA images with six anchors ``mask_a`` .. ``mask_f`` in ``masks.cfg``.
 
 MaskTheFace (Anwar & Raychowdhury, 2020) places its anchors on points derived from dlib's 68 landmarks:
-``mask_b`` on the nose bridge, ``mask_a``/``mask_c`` where a horizontal line through it meets the face
-outline (image-left, image-right), ``mask_e`` at the chin, and ``mask_d``/``mask_f`` on the jaw outline
-lower down. frmask works with 5-point landmarks, so on aligned faces these six points are taken at their
-average position in the ArcFace 112x112 frame (:data:`FRAME_ANCHORS_112`, fitted by eye on frontal MFR2 and
-LFW faces), which the alignment carries to any face. That is an approximation for frontal faces; the
-``_left``/``_right`` variants of the templates are meant for turned faces and are loaded all the same.
+``mask_b`` in the middle of the nose bridge; ``mask_a``/``mask_c`` where the eye line, moved down by the
+nose length, meets the face outline (image-left, image-right; about nose-tip height); ``mask_e`` on the
+chin; ``mask_d``/``mask_f`` where the eye line, moved down to the bottom lip, meets the jaw outline.
+
+Two ways to place them on a face, chosen by the ``landmarks`` option of
+:func:`frmask.synth.folder.synth_folder` and :func:`frmask.synth.benchmark.synth_bin`:
+
+* from the face's own 68 landmarks, computed as MaskTheFace does
+  (:func:`frmask.faces.landmarks68.masktheface_anchors`; needs ``pip install frmask[landmarks68]``). Image
+  folders do this by default when the extra is installed (the landmarks are found on the face aligned at
+  224x224); aligned ``.bin`` benchmarks only when asked (``landmarks="68"``, found on the 112 crop);
+* otherwise at a fixed position in the ArcFace 112x112 frame (:data:`FRAME_ANCHORS_112`, estimated by eye
+  on frontal MFR2 and LFW faces), which the 5-point alignment carries to any face: an approximation for
+  frontal faces. (Measured with the 68-point path on 98 aligned MFR2 faces, the means are a (16, 74),
+  b (56, 62), c (94, 74), d (23, 98), e (55, 114), f (87, 99): the estimate puts ``mask_a``/``mask_c``
+  about 11 px higher.)
+
+The ``_left``/``_right`` variants of the templates are meant for turned faces and are loaded all the same
+(:func:`frmask.faces.landmarks68.face_turn_angle` gives MaskTheFace's criterion for choosing them).
 """
 
 from __future__ import annotations

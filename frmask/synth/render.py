@@ -46,7 +46,8 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 """ITU-R BT.601 luma weights (R, G, B) used for the template's shading."""
 
 _ALPHA_FLOOR = 1e-4  # warped coverage below this is numerical dust and set to 0
-_CHUNK = 32  # images blended per step of apply_mask_batch (keeps temporaries in cache; measured fastest)
+_CHUNK = 8  # images blended per step of apply_mask_batch (keeps temporaries in cache; measured fastest)
+_PAINT_CACHE = 64  # painted windows kept per WarpedMask (a palette's colours; 64 x ~70 KB)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -226,10 +227,40 @@ class WarpedMask:
 
     @cached_property
     def _window(self):
+        """The blend's per-pixel factors over :attr:`bbox`, each a contiguous float32 (h, w, 3) array (the
+        value repeated over the channels, so that numpy's loops run over whole rows, not triples)."""
         y0, y1, x0, x1 = self.bbox
         alpha = np.ascontiguousarray(self.alpha[y0:y1, x0:x1])[..., None]
         own_paint = alpha * self.rgb[y0:y1, x0:x1]  # alpha * template colour, for color=None
-        return alpha, np.float32(1.0) - alpha, np.ascontiguousarray(self.shade[y0:y1, x0:x1])[..., None], own_paint
+        alpha3 = np.repeat(alpha, 3, axis=2)
+        shade3 = np.repeat(np.ascontiguousarray(self.shade[y0:y1, x0:x1])[..., None], 3, axis=2)
+        return alpha3, np.float32(1.0) - alpha3, shade3, own_paint
+
+    @cached_property
+    def _paints(self) -> dict:
+        """Painted windows ``alpha * min(color * shade, 255)`` of recently used colours, by (r, g, b)."""
+        return {}
+
+    def _paint(self, colors: np.ndarray) -> list:
+        """float32 (h, w, 3) painted windows of the float32 (n, 3) ``colors`` (cached for a palette's few;
+        safe to call from several threads: a race only computes a colour twice)."""
+        alpha, _, shade, _ = self._window
+        cache = self._paints
+        keys = [c.tobytes() for c in colors]
+        found = {key: cache.get(key) for key in keys}
+        missing = [key for key, p in found.items() if p is None]
+        if missing:
+            todo = np.frombuffer(b"".join(missing), dtype=np.float32).reshape(-1, 3)
+            paint = todo[:, None, None, :] * shade
+            np.minimum(paint, np.float32(255.0), out=paint)
+            paint *= alpha
+            fresh = dict(zip(missing, paint))
+            found.update(fresh)
+            if len(fresh) <= _PAINT_CACHE:
+                if len(cache) + len(fresh) > _PAINT_CACHE:
+                    cache.clear()
+                cache.update(fresh)
+        return [found[key] for key in keys]
 
 
 def _landmark_array(template: MaskTemplate, landmarks) -> np.ndarray:
@@ -416,27 +447,34 @@ def apply_mask_batch(images: np.ndarray, warped: WarpedMask, colors=None) -> np.
     if images.shape[1:3] != (height, width):
         raise ValueError(f"images are {images.shape[2]}x{images.shape[1]} but the mask was warped for "
                          f"{width}x{height}")
-    n = images.shape[0]
-    colors = _check_colors(colors, n)
+    colors = _check_colors(colors, images.shape[0])
     out = images.copy()
+    blend_inplace(out, warped, colors)
+    return out
+
+
+def blend_inplace(images: np.ndarray, warped: WarpedMask, colors: np.ndarray | None) -> None:
+    """The arithmetic of :func:`apply_mask_batch`, written into ``images`` (uint8 (N, H, W, 3), checked
+    by the caller) with ``colors`` float32 (N, 3) (or None). The channel order is the caller's: BGR images
+    with BGR colours give the same bytes, channel for channel, as RGB with RGB."""
+    n = images.shape[0]
     y0, y1, x0, x1 = warped.bbox
     if n == 0 or y1 == y0:
-        return out
-    alpha, keep, shade, own_paint = warped._window
+        return
+    if colors is not None:
+        colors = np.ascontiguousarray(colors, dtype=np.float32)
+    _, keep, _, own_paint = warped._window
     for start in range(0, n, _CHUNK):
         stop = min(n, start + _CHUNK)
-        window = out[start:stop, y0:y1, x0:x1]
+        window = images[start:stop, y0:y1, x0:x1]
         region = np.multiply(window, keep, dtype=np.float32)  # image * (1 - alpha)
         if colors is None:
             region += own_paint
         else:
-            paint = colors[start:stop, None, None, :] * shade
-            np.minimum(paint, np.float32(255.0), out=paint)
-            paint *= alpha
-            region += paint
+            for k, paint in enumerate(warped._paint(colors[start:stop])):
+                region[k] += paint  # alpha * min(color * shade, 255)
         np.rint(region, out=region)  # a convex mix of values in 0..255: no clipping needed
         np.copyto(window, region, casting="unsafe")
-    return out
 
 
 def apply_mask(image: np.ndarray, warped: WarpedMask, color=None) -> np.ndarray:

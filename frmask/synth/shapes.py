@@ -61,12 +61,24 @@ def builtin_template(name: str, scale: float = 4) -> MaskTemplate:
     scale = _check_scale(scale)
     width = math.ceil((FRAME_REGION[2] - FRAME_REGION[0]) * scale - 1e-9)
     height = math.ceil((FRAME_REGION[3] - FRAME_REGION[1]) * scale - 1e-9)
-    # Draw at an integer supersampling factor, then average k x k blocks: smooth edges and thin lines
-    # even at small scales. The frame -> pixel map stays exact under block averaging.
-    k = max(1, math.ceil(8.0 / scale))
-    canvas = _Canvas(width * k, height * k, scale * k)
-    lum, alpha = _RENDERERS[name](canvas)
-    rgba = _downsample(lum, alpha, k)
+
+    def render() -> dict:
+        # Draw at an integer supersampling factor, then average k x k blocks: smooth edges and thin lines
+        # even at small scales. The frame -> pixel map stays exact under block averaging.
+        k = max(1, math.ceil(8.0 / scale))
+        canvas = _Canvas(width * k, height * k, scale * k)
+        lum, alpha = _RENDERERS[name](canvas)
+        return {"rgba": _downsample(lum, alpha, k)}
+
+    def looks_right(arrays: dict) -> bool:
+        rgba = arrays.get("rgba")
+        return len(arrays) == 1 and rgba is not None and rgba.dtype == np.uint8 and rgba.shape == (height, width, 4)
+
+    from frmask.synth.template_cache import cached_arrays
+
+    # Drawing takes ~0.2 s; the on-disk cache (keyed by this module's source) makes later processes instant.
+    rgba = cached_arrays("builtin", {"name": name, "scale": scale}, ("frmask.synth.shapes",), render,
+                         looks_right)["rgba"]
     anchors_px = frame_to_template(ARCFACE_112, scale)
     anchors = {key: (float(x), float(y)) for key, (x, y) in zip(FIVE_POINTS, anchors_px)}
     return MaskTemplate(name=name, rgba=rgba, anchors=anchors)
