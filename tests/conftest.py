@@ -15,3 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/oracles.py
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def pytest_configure(config):
+    """Keep the test run's caches out of the user's home: the prepared-template cache goes to a temporary
+    folder unless the caller chose one (FRMASK_TEMPLATE_CACHE)."""
+    import tempfile
+
+    if "FRMASK_TEMPLATE_CACHE" not in os.environ:
+        os.environ["FRMASK_TEMPLATE_CACHE"] = tempfile.mkdtemp(prefix="frmask-template-cache-")
+    if "FRMASK_CACHE" not in os.environ:
+        os.environ["FRMASK_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="frmask-cache-"), "embeddings.sqlite")
