@@ -193,11 +193,14 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
               help="Face detector for --images.")
 @click.option("--landmarks", type=click.Path(dir_okay=False),
               help="For --images: a CSV of landmarks (image,x1,y1,...,x5,y5) instead of detection.")
+@click.option("--landmark-points", type=click.Choice(["auto", "5", "68"]), default="auto", show_default=True,
+              help="MaskTheFace templates: place their anchors from dlib's 68 landmarks (the landmarks68 extra) or "
+                   "at their average position in the 5-point frame; auto: 68 for folders when installed, 5 for a .bin.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Parallel workers (threads for a .bin, processes for a folder); the output is the same for any count.")
 def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitter, warp, legacy, detector, landmarks,
-          seed, workers):
+          landmark_points, seed, workers):
     """Draw synthetic masks deterministically onto an aligned insightface .bin benchmark
     (--benchmark NAME --data FILE.bin) or a folder of face images (--images DIR).
 
@@ -221,7 +224,7 @@ def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitte
         from frmask.synth.folder import synth_folder
 
         summary = synth_folder(images, out, spec=spec, seed=seed, detector=detector, landmarks_csv=landmarks,
-                               workers=workers, progress=progress)
+                               workers=workers, progress=progress, landmarks=landmark_points)
         if bar:
             bar.close()
         click.echo(f"{images}: {summary.n_masked:,} of {summary.n_images:,} images masked in {summary.seconds:.2f} s; "
@@ -233,7 +236,7 @@ def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitte
     else:
         check_benchmark(benchmark)
         summary = synth_bin(data, out, benchmark=benchmark, mode=mode, spec=spec, seed=seed, workers=workers,
-                            progress=progress)
+                            progress=progress, landmarks="5" if landmark_points == "auto" else landmark_points)
         if bar:
             bar.close()
         rate = summary.n_images / summary.seconds if summary.seconds else float("inf")
