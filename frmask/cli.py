@@ -247,8 +247,9 @@ def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitte
 
 
 from frmask.cli_eval import demo, report, score  # noqa: E402  (commands defined beside this module)
+from frmask.train.commands import export_command, pack_command, train_command  # noqa: E402
 
-for _command in (score, report, demo):
+for _command in (score, report, demo, train_command, export_command, pack_command):
     main.add_command(_command)
 
 

@@ -1,0 +1,515 @@
+"""The MaskInv training loop: student = backbone + margin head, optional frozen teacher, SGD, checkpoints.
+
+Step ``s`` (0-based) of a run with global batch ``G`` over ``W`` processes:
+
+1. the data sampler's batch ``s`` (:class:`frmask.train.data.TrainSampler`; each process its ``G / W`` slice);
+2. the ElasticFace margins of the whole global batch are drawn from a generator seeded by
+   ``(seed, s)`` and each process takes its slice, so ``W`` processes train as one process on the same
+   global batch (with ``sync_bn`` for BatchNorm; up to floating-point summation order);
+3. loss = CE(head(student(masked image)), label) + lambda(s) * kd_loss(student embedding,
+   teacher(clean image)); the teacher is run only when lambda(s) > 0, frozen, in eval mode;
+4. backward (DDP averages the gradients), gradient-norm clip of the backbone's gradients (as the
+   ElasticFace code: ``clip_grad_norm_(backbone.parameters(), 5)``; the head is not clipped), one SGD step
+   for backbone and head, one step of the learning-rate schedule.
+
+On CUDA the backbone runs under bf16 autocast in channels_last memory format (config ``amp``,
+``channels_last``); the head and the losses run in float32. ``compile = true`` compiles the backbone with
+``torch.compile`` (in place: state_dict keys do not change).
+
+Processes: launched with ``torchrun`` (env ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), :func:`train`
+initialises ``torch.distributed`` (nccl on CUDA, gloo on the CPU) unless the caller already did, and
+wraps the student in DistributedDataParallel. Only rank 0 writes files.
+
+Checkpoints (:mod:`frmask.train.checkpoint`) are written every ``checkpoint_every`` steps, at the end, and
+when SIGINT or SIGTERM arrives (the step under way completes, a checkpoint is written, :func:`train`
+returns with ``interrupted=True``; a second SIGINT aborts at once). ``resume=True`` continues from the
+run's latest checkpoint exactly (model, head, optimiser, schedule, RNG states, data position) and refuses a
+configuration that differs in anything but :data:`frmask.train.config.RUNTIME_KEYS`.
+
+Run folder: ``config.toml``, ``checkpoints/step_NNNNNNNN.pt``, ``log.csv``, ``eval.csv``, ``losses.png``
+(Figure 3 of the paper), ``tensorboard/`` (when tensorboard is installed).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from frmask.train.config import TrainConfig, config_diff
+
+__all__ = ["Trainer", "TrainResult", "train", "margin_generator", "resolve_device"]
+
+_MARGIN_STREAM = 0x6D617267  # "marg"
+
+
+def margin_generator(seed: int, step: int):
+    """The CPU torch.Generator of step ``step``'s margins: seeded from numpy's SeedSequence((seed, step, tag))."""
+    import torch
+
+    state = np.random.SeedSequence([int(seed), int(step), _MARGIN_STREAM]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def resolve_device(device: str, local_rank: int = 0, world_size: int = 1):
+    """``"cpu"``, ``"cuda"`` (``cuda:LOCAL_RANK`` under DDP) or ``"cuda:N"``; ValueError when unusable."""
+    import torch
+
+    text = str(device)
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or text.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {text!r} was asked for but CUDA is not available to torch")
+        if text == "cuda":
+            return torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
+        return torch.device(text)
+    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+class _Student:
+    """Factory of the student module (a torch.nn.Module built lazily so that torch is imported late)."""
+
+    @staticmethod
+    def build(backbone, head):
+        import torch
+        from torch import nn
+
+        class Student(nn.Module):
+            """backbone (under the caller's autocast) -> embeddings; head in float32 -> logits."""
+
+            def __init__(self):
+                super().__init__()
+                self.backbone = backbone
+                self.head = head
+
+            def forward(self, images, labels, margins):
+                embeddings = self.backbone(images)
+                with torch.autocast(images.device.type, enabled=False):
+                    logits = self.head(embeddings.float(), labels, margins)
+                return embeddings, logits
+
+        return Student()
+
+
+class Trainer:
+    """Model, optimiser and schedules of one process, and :meth:`train_step` (see the module docstring).
+
+    ``teacher`` is a callable on the clean images (:mod:`frmask.train.teacher`) or None (no KD term).
+    ``process_group`` is used for the synchronised BatchNorm (``config.sync_bn``) when ``world_size`` > 1.
+    """
+
+    def __init__(self, config: TrainConfig, num_classes: int, *, teacher=None, device="cpu", rank: int = 0,
+                 world_size: int = 1, process_group=None) -> None:
+        import torch
+
+        from frmask.train.backbones import get_backbone
+        from frmask.train.distill import LambdaSchedule
+        from frmask.train.heads import get_head
+
+        self.config = config
+        self.num_classes = int(num_classes)
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.amp = config.amp and self.cuda
+        self.channels_last = config.channels_last and self.cuda
+        self.rank, self.world_size = rank, world_size
+        if config.batch_size % world_size:
+            raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world_size} processes")
+        self.local_batch = config.batch_size // world_size
+
+        backbone = get_backbone(config.backbone, embedding_size=config.embedding_size, dropout=config.dropout)
+        head = get_head(config.head, embedding_size=config.embedding_size, num_classes=self.num_classes,
+                        s=config.head_s, m=config.head_m, std=config.head_std)
+        if config.sync_bn and world_size > 1:
+            from frmask.train.syncbn import convert_sync_batchnorm
+
+            backbone = convert_sync_batchnorm(backbone, self.device.type, process_group)
+        backbone = backbone.to(self.device)
+        if self.channels_last:
+            backbone = backbone.to(memory_format=torch.channels_last)
+        head = head.to(self.device)
+        if config.compile:
+            backbone.compile()
+        self.backbone, self.head = backbone, head
+        self.student = _Student.build(backbone, head)
+        self.model = self.student
+        if world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(self.student, device_ids=[self.device.index] if self.cuda else None)
+        self.teacher = teacher
+        self.optimizer = torch.optim.SGD(
+            [{"params": [p for p in backbone.parameters() if p.requires_grad]},
+             {"params": [p for p in head.parameters() if p.requires_grad]}],
+            lr=config.scaled_lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, config.milestone_steps(),
+                                                              gamma=config.lr_gamma)
+        self.lambda_schedule = LambdaSchedule(config.kd_lambda, config.kd_lambda_high or None,
+                                              config.kd_switch_at, config.steps)
+
+    # ---------------------------------------------------------------------------------------- step
+
+    def margins(self, step: int):
+        """This process's slice of the global batch's margins of step ``step`` (on the training device)."""
+        full = self.head.sample_margins(self.config.batch_size, generator=margin_generator(self.config.seed, step))
+        lo = self.rank * self.local_batch
+        return full[lo:lo + self.local_batch].to(self.device, non_blocking=True)
+
+    def _images(self, x):
+        import torch
+
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def train_step(self, step: int, batch: dict) -> dict[str, Any]:
+        """One optimisation step on ``batch`` (dict with ``student``, ``teacher``, ``label``).
+
+        Returns detached device tensors ``ce`` and ``kd`` (None when no teacher ran), and the floats
+        ``lambda`` and ``lr`` used. Nothing here synchronises with the GPU.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        from frmask.train.distill import kd_loss
+
+        student_x = self._images(batch["student"])
+        labels = batch["label"].to(self.device, non_blocking=True).long()
+        if len(labels) != self.local_batch:
+            raise ValueError(f"batch of {len(labels)} samples; this process expects {self.local_batch}")
+        lam = float(self.lambda_schedule(step))
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        margins = self.margins(step)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            embeddings, logits = self.model(student_x, labels, margins)
+        ce = F.cross_entropy(logits.float(), labels)
+        kd = None
+        loss = ce
+        if self.teacher is not None and lam > 0:
+            target = self.teacher(self._images(batch["teacher"]))
+            kd = kd_loss(embeddings, target)
+            loss = ce + lam * kd
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), self.config.clip_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"ce": ce.detach(), "kd": None if kd is None else kd.detach(), "lambda": lam, "lr": lr}
+
+    # ---------------------------------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"backbone": self.backbone.state_dict(), "head": self.head.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "lambda": self.lambda_schedule.to_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.backbone.load_state_dict(state["backbone"])
+        self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("lambda") != self.lambda_schedule.to_dict():
+            raise ValueError(f"checkpoint lambda schedule {state.get('lambda')} differs from the config's "
+                             f"{self.lambda_schedule.to_dict()}")
+
+
+# ------------------------------------------------------------------------------------------- driver
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did: the run folder, steps completed, whether a signal stopped it, the last
+    checkpoint, the logs, the last evaluation's metrics and the mean throughput (global images/s)."""
+
+    run: Path
+    step: int
+    steps: int
+    interrupted: bool
+    checkpoint: Path | None
+    log: Path
+    plot: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    images_per_s: float = math.nan
+
+
+class _Stop:
+    """SIGINT/SIGTERM -> a flag read between steps; a second SIGINT raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> "_Stop":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader worker init: leave Ctrl-C to the main process, which checkpoints and stops the workers
+    (a worker that died of SIGINT would make the next batch fail instead)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _dist_env() -> tuple[int, int, int]:
+    def get(name: str, default: int) -> int:
+        try:
+            return int(os.environ.get(name, default))
+        except ValueError:
+            raise ValueError(f"environment variable {name}={os.environ.get(name)!r} is not an integer") from None
+
+    return get("RANK", 0), get("WORLD_SIZE", 1), get("LOCAL_RANK", 0)
+
+
+def _mask_augment(config: TrainConfig):
+    if not config.mask:
+        return None
+    from frmask.train.data import MaskAugment
+
+    return MaskAugment(prob=config.mask_prob, mask_types=config.mask_types, colors=config.mask_colors,
+                       jitter=config.mask_jitter, template=config.mask_template or None)
+
+
+def _check_resume(ckpt: dict, config: TrainConfig, data_info: dict) -> None:
+    old = ckpt["config"]
+    diff = config_diff(old, config.to_dict())
+    if diff:
+        now = config.to_dict()
+        parts = [f"{k} (run: {old.get(k, '<missing>')!r}, now: {now.get(k, '<missing>')!r})" for k in diff]
+        raise ValueError(f"--resume: {ckpt['path']} was trained with a different configuration: "
+                         f"{'; '.join(parts)}")
+    if ckpt.get("data") != data_info:
+        raise ValueError(f"--resume: {ckpt['path']} was trained on different data: {ckpt.get('data')} "
+                         f"(now {data_info})")
+
+
+def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False, device: str = "cpu",
+          progress: bool = True, evaluators: list[Callable] | None = None,
+          on_step: Callable[[int, Trainer], None] | None = None) -> TrainResult:
+    """Train ``config`` on the dataset ``data`` (RecordIO or identity folder) into the run folder ``out``.
+
+    ``teacher``: a path (run folder, checkpoint, backbone ``.pth`` or ``.onnx``; stored in the config as
+    an absolute path), a teacher object (a callable with ``embedding_size``), or None (``config.teacher``).
+    Needed exactly when the config's lambda can be > 0; given otherwise, it is ignored with a warning.
+    ``evaluators``: callables ``(embed_fn) -> dict`` run every ``eval_every`` steps and at the end on rank
+    0 (default: a :class:`frmask.train.evaluate.BinEvaluator` per ``config.eval_bins`` entry).
+    ``on_step(steps_done, trainer)`` is called after every step (tests, custom hooks).
+    """
+    import torch
+    import torch.distributed as dist
+
+    from frmask._atomic import write_text_atomic
+    from frmask.train.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
+                                         set_rng_state)
+    from frmask.train.data import TrainSampler, open_dataset
+    from frmask.train.logs import RunLogger, plot_losses
+
+    out = Path(out)
+    teacher_obj = None
+    if isinstance(teacher, (str, os.PathLike)):
+        if config.uses_teacher:
+            config = config.replace(teacher=str(Path(teacher).expanduser().resolve()))
+    elif teacher is not None:
+        teacher_obj = teacher
+    if teacher is not None and not config.uses_teacher:
+        warnings.warn(f"variant {config.variant!r} has lambda 0: the teacher is not used", stacklevel=2)
+        teacher_obj = None
+    if config.uses_teacher and teacher_obj is None and not config.teacher:
+        raise ValueError(f"variant {config.variant!r} distils (lambda {config.kd_lambda:g}"
+                         f"{f' -> {config.kd_lambda_high:g}' if config.kd_lambda_high else ''}) and needs a "
+                         f"teacher: pass --teacher (a run folder, checkpoint, backbone .pth or .onnx model)")
+
+    rank, world, local_rank = _dist_env()
+    dev = resolve_device(device, local_rank, world)
+    created_group = False
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        created_group = True
+    ctrl = bn_group = None
+    if world > 1:
+        ctrl = dist.new_group(backend="gloo")
+        bn_group = dist.new_group(backend="gloo") if dev.type != "cuda" else None
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    try:
+        dataset = open_dataset(data, mask=_mask_augment(config), seed=config.seed, align=config.align)
+        data_info = {"name": dataset.name, "images": len(dataset), "num_classes": int(dataset.num_classes)}
+        ckpt = None
+        if resume:
+            path = latest_checkpoint(out)
+            if path is None:
+                raise ValueError(f"--resume: {out} holds no checkpoint to resume from")
+            ckpt = load_checkpoint(path)
+            _check_resume(ckpt, config, data_info)
+        elif latest_checkpoint(out) is not None:
+            raise ValueError(f"{out} already holds checkpoints of a run; pass --resume to continue it or choose "
+                             f"another output folder")
+
+        if config.uses_teacher and teacher_obj is None:
+            from frmask.train.teacher import load_teacher
+
+            teacher_obj = load_teacher(config.teacher, device=dev, amp=config.amp,
+                                       channels_last=config.channels_last,
+                                       channels=config.teacher_channels, normalization=config.teacher_normalization)
+        if teacher_obj is not None and int(teacher_obj.embedding_size) != config.embedding_size:
+            raise ValueError(f"the teacher {teacher_obj!r} gives {teacher_obj.embedding_size}-d embeddings but the "
+                             f"student {config.embedding_size}-d; the KD loss compares them directly: set "
+                             f"embedding_size = {teacher_obj.embedding_size} or use a "
+                             f"{config.embedding_size}-d teacher")
+
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        trainer = Trainer(config, dataset.num_classes, teacher=teacher_obj, device=dev, rank=rank,
+                          world_size=world, process_group=bn_group)
+        start = 0
+        if ckpt is not None:
+            trainer.load_state_dict(ckpt)
+            start = int(ckpt["step"])
+            states = ckpt.get("rng") or []
+            if len(states) == world:
+                set_rng_state(states[rank])
+            else:
+                torch.manual_seed(config.seed + 7919 * (rank + 1) + start)
+        else:
+            torch.manual_seed(config.seed + 7919 * rank)
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(out / "config.toml", config.to_toml())
+
+        sampler = TrainSampler(len(dataset), config.batch_size, seed=config.seed, rank=rank, world_size=world,
+                               start_step=start)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=trainer.local_batch, sampler=sampler, num_workers=config.workers,
+            pin_memory=dev.type == "cuda", prefetch_factor=4 if config.workers else None,
+            worker_init_fn=_ignore_sigint if config.workers else None,
+            generator=torch.Generator().manual_seed(config.seed))
+        if evaluators is None:
+            from frmask.train.evaluate import bin_evaluators
+
+            evaluators = bin_evaluators(config.eval_bins)
+        logger = RunLogger(out, start_step=start, active=rank == 0, tensorboard=config.tensorboard)
+        try:
+            result = _run(trainer, loader, logger, evaluators, on_step, start, out, dataset, data_info, ctrl,
+                          progress and rank == 0, rng_state, save_checkpoint)
+        finally:
+            logger.close()
+        if rank == 0 and result.step > 0 and (out / "log.csv").is_file():
+            result.plot = plot_losses(out / "log.csv", out / "losses.png",
+                                      title=f"{config.variant}: {config.backbone}, batch {config.batch_size}")
+        return result
+    finally:
+        if created_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out: Path, dataset, data_info,
+         ctrl, progress: bool, rng_state, save_checkpoint) -> TrainResult:
+    import torch
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    from frmask.train.evaluate import make_embed_fn
+
+    config = trainer.config
+    world = trainer.world_size
+    dev = trainer.device
+    result = TrainResult(run=out, step=start, steps=config.steps, interrupted=False, checkpoint=None,
+                         log=out / "log.csv")
+    embed_fn = make_embed_fn(trainer.backbone, device=dev, batch_size=config.eval_batch_size,
+                             flip=config.eval_flip, amp=config.amp, channels_last=trainer.channels_last)
+    sums = torch.zeros(3, dtype=torch.float64, device=dev)  # ce, kd, steps with kd
+    count = 0
+    images_per_step = config.batch_size
+    t_interval = t_start = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
+               desc=config.variant)
+    iterator = iter(loader)
+    try:
+        with _Stop() as stop:
+            for step in range(start, config.steps):
+                batch = next(iterator)
+                stats = trainer.train_step(step, batch)
+                sums[0] += stats["ce"]
+                if stats["kd"] is not None:
+                    sums[1] += stats["kd"]
+                    sums[2] += 1
+                count += 1
+                done = step + 1
+                bar.update(1)
+                last = done == config.steps
+                if done % config.log_every == 0 or last:
+                    values = sums.clone()
+                    if world > 1:
+                        dist.all_reduce(values)
+                        values /= world
+                    ce, kd_sum, kd_n = values.tolist()
+                    now = time.perf_counter()
+                    rate = count * images_per_step / max(now - t_interval, 1e-9)
+                    kd = kd_sum / kd_n if kd_n else None
+                    logger.log(done, ce / count, kd, stats["lambda"], stats["lr"], rate)
+                    bar.set_postfix_str(f"ce {ce / count:.3f}" + (f" kd {kd:.2e}" if kd is not None else "")
+                                        + f" {rate:.0f} img/s", refresh=False)
+                    sums.zero_()
+                    count, t_interval = 0, now
+                if on_step is not None:
+                    on_step(done, trainer)
+                stopping = stop.signum is not None
+                if world > 1:
+                    flag = torch.tensor([1 if stopping else 0])
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=ctrl)
+                    stopping = bool(flag.item())
+                if stopping or last or done % config.checkpoint_every == 0:
+                    states = [rng_state()]
+                    if world > 1:
+                        states = [None] * world
+                        dist.all_gather_object(states, rng_state(), group=ctrl)
+                    if trainer.rank == 0:
+                        result.checkpoint = save_checkpoint(
+                            out, done, {"config": config.to_dict(), "num_classes": trainer.num_classes,
+                                        "data": data_info, "world_size": world, "rng": states,
+                                        **trainer.state_dict()}, keep=config.keep_checkpoints)
+                result.step = done
+                if evaluators and (last or (config.eval_every and done % config.eval_every == 0)):
+                    if trainer.rank == 0:
+                        metrics: dict[str, float] = {}
+                        for evaluator in evaluators:
+                            metrics.update(evaluator(embed_fn))
+                        logger.log_eval(done, metrics)
+                        result.metrics = metrics
+                        bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                    if world > 1:
+                        dist.barrier(group=ctrl)
+                if stopping:
+                    result.interrupted = True
+                    bar.write(f"stopped by signal at step {done}; checkpoint written; continue with --resume")
+                    break
+    finally:
+        bar.close()
+        del iterator
+    elapsed = time.perf_counter() - t_start
+    if result.step > start:
+        result.images_per_s = (result.step - start) * images_per_step / elapsed
+    return result
