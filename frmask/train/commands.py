@@ -115,7 +115,7 @@ def pack_command(src, out, align, progress):
 
     from frmask.train.pack import pack_folder
 
-    with tqdm(disable=not progress, unit="img", desc="pack") as bar:
+    with tqdm(disable=None if progress else True, unit="img", desc="pack") as bar:  # None: only on a terminal
         summary = pack_folder(src, out, align=align, progress=bar.update)
     click.echo(f"wrote {summary.rec} and {summary.idx}: {summary.n_images} images of {summary.n_identities} "
                f"identities (align {summary.align}, {summary.seconds:.1f} s)")

@@ -31,7 +31,7 @@ VARIANTS = ("elasticface", "aug", "lg", "hg")
 SCALES = ("paper", "small")
 
 RUNTIME_KEYS = frozenset({"workers", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-                          "eval_bins", "eval_flip", "eval_batch_size", "compile", "tensorboard"})
+                          "eval_bins", "eval_mfr2", "eval_flip", "eval_batch_size", "compile", "tensorboard"})
 """Fields that do not change what is trained; ``--resume`` accepts a different value for them."""
 
 _PAPER_MILESTONES = (80_000 / 295_000, 140_000 / 295_000, 210_000 / 295_000)
@@ -88,6 +88,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     eval_every: int = 0
     eval_bins: tuple[str, ...] = ()
+    eval_mfr2: str = ""  # an MFR2 folder: evaluated per real-mask scenario through frmask.scoring
     eval_flip: bool = True
     eval_batch_size: int = 256
     tensorboard: bool = True

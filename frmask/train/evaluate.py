@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["BinEvaluator", "make_embed_fn", "bin_evaluators"]
+__all__ = ["BinEvaluator", "make_embed_fn", "bin_evaluators", "config_evaluators"]
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]
 
@@ -100,3 +100,16 @@ class BinEvaluator:
 
 def bin_evaluators(paths) -> list[BinEvaluator]:
     return [BinEvaluator(p) for p in paths]
+
+
+def config_evaluators(config) -> list:
+    """The evaluators a training config asks for: its ``eval_bins`` (10-fold accuracy) and, with
+    ``eval_mfr2``, MFR2 by real-mask scenario (:class:`frmask.scoring.ProtocolEvaluator`: best accuracy, TPR at
+    FAR 0.2 %, FNMR at FMR 1 % and EER of every scenario, keys ``mfr2/<scenario>/<key>``)."""
+    evaluators: list = bin_evaluators(config.eval_bins)
+    if config.eval_mfr2:
+        from frmask.protocols import load_protocol
+        from frmask.scoring import ProtocolEvaluator
+
+        evaluators.append(ProtocolEvaluator(load_protocol("mfr2", config.eval_mfr2)))
+    return evaluators

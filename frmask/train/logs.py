@@ -122,8 +122,15 @@ def plot_losses(log_csv: str | Path, png: str | Path, title: str = "") -> Path |
         axes[1].plot(log["step"], log["kd_loss"], color="tab:red")
         axes[1].set_ylabel("KD loss (MSE)")
     axes[-1].set_xlabel("step")
+    lam = log.get("lambda", [])
+    changes = [(log["step"][k], lam[k - 1], lam[k]) for k in range(1, len(lam)) if lam[k] != lam[k - 1]]
     for ax in axes:
         ax.grid(alpha=0.3)
+        for step, old, new in changes:  # e.g. MaskInv-HG's lambda 100 -> 3000 at 77 % of the schedule
+            ax.axvline(step, color="grey", linestyle="--", linewidth=1,
+                       label=f"KD lambda {old:g} -> {new:g} (first logged at step {step:g})" if ax is axes[0] else None)
+    if changes:
+        axes[0].legend(loc="best", fontsize=8)
     if title:
         axes[0].set_title(title)
     fig.tight_layout()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -407,9 +408,9 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
             worker_init_fn=_ignore_sigint if config.workers else None,
             generator=torch.Generator().manual_seed(config.seed))
         if evaluators is None:
-            from frmask.train.evaluate import bin_evaluators
+            from frmask.train.evaluate import config_evaluators
 
-            evaluators = bin_evaluators(config.eval_bins)
+            evaluators = config_evaluators(config)
         logger = RunLogger(out, start_step=start, active=rank == 0, tensorboard=config.tensorboard)
         try:
             result = _run(trainer, loader, logger, evaluators, on_step, start, out, dataset, data_info, ctrl,
@@ -444,7 +445,7 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
     count = 0
     images_per_step = config.batch_size
     t_interval = t_start = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
+    bar = tqdm(total=config.steps, initial=start, disable=None if progress else True, unit="step", dynamic_ncols=True,
                desc=config.variant)
     iterator = iter(loader)
     try:
@@ -470,8 +471,12 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
                     rate = count * images_per_step / max(now - t_interval, 1e-9)
                     kd = kd_sum / kd_n if kd_n else None
                     logger.log(done, ce / count, kd, stats["lambda"], stats["lr"], rate)
-                    bar.set_postfix_str(f"ce {ce / count:.3f}" + (f" kd {kd:.2e}" if kd is not None else "")
-                                        + f" {rate:.0f} img/s", refresh=False)
+                    line = (f"ce {ce / count:.3f}" + (f" kd {kd:.2e}" if kd is not None else "")
+                            + f" {rate:.0f} img/s")
+                    bar.set_postfix_str(line, refresh=False)
+                    if bar.disable and progress and trainer.rank == 0:  # no terminal (a batch job): a log line
+                        print(f"{config.variant} step {done}/{config.steps}: {line}, lr {stats['lr']:.3g}",
+                              file=sys.stderr, flush=True)
                     sums.zero_()
                     count, t_interval = 0, now
                 if on_step is not None:
