@@ -7,6 +7,8 @@ message naming the file or key (the main command turns them into one line).
 
 from __future__ import annotations
 
+import os
+
 import click
 
 VARIANT_CHOICES = ("elasticface", "aug", "lg", "hg")
@@ -69,6 +71,8 @@ def train_command(variant, data, out, teacher, scale, backbone, steps, batch_siz
     from frmask.train.loop import train
 
     result = train(config, data, out, teacher=teacher, resume=resume, device=device, progress=progress)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        raise SystemExit(130 if result.interrupted else 0)
     if result.interrupted:
         click.echo(f"interrupted at step {result.step} of {result.steps}; checkpoint {result.checkpoint}; "
                    f"continue with --resume", err=True)
