@@ -24,6 +24,10 @@ class FrmaskGroup(click.Group):
 
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # the reader went away (e.g. `frmask report ... | head`): stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise SystemExit(141) from None
         except (ValueError, OSError) as exc:
             if os.environ.get("FRMASK_DEBUG"):
                 raise

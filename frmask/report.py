@@ -212,7 +212,9 @@ def compare_runs(folders, *, scenarios=None):
         names = [k for k in metrics if k != "run"]
         if scenarios:
             names = [k for k in names if k in scenarios]
-        rows += [(label, name, metrics[name]) for name in names]
+        run = metrics.get("run", {})
+        about = {"model": run.get("model", {}).get("name"), "protocol": run.get("protocol", {}).get("name")}
+        rows += [(label, name, {**about, **metrics[name]}) for name in names]
     if not rows:
         raise ValueError(f"no scenario {', '.join(scenarios or [])} in these runs")
     return rows
@@ -224,7 +226,7 @@ def comparison_frame(rows):
 
     from frmask.metrics.report import STABLE_KEYS
 
-    keys = list(STABLE_KEYS) + ["kfold_accuracy", "far"]
+    keys = ["model", "protocol", *STABLE_KEYS, "kfold_accuracy", "far"]
     return pd.DataFrame([{"run": r, "scenario": s, **{k: d.get(k) for k in keys}} for r, s, d in rows])
 
 

@@ -235,6 +235,11 @@ def test_cli_score_and_report_on_a_csv(csv_protocol, tmp_path):
     lines = [line for line in rep.output.splitlines() if line.startswith("| a /") or line.startswith("| b /")]
     assert len(lines) == 6
     assert {f.name for f in (tmp_path / "cmp").iterdir()} == {"comparison.md", "comparison.csv", "det.png"}
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert table["run"].tolist() == ["a"] * 3 + ["b"] * 3 and set(table["model"]) == {"means.onnx"}
+    assert table["scenario"].tolist() == ["all", "x", "y"] * 2 and (table["n_fta"] == [1, 0, 1] * 2).all()
     bad = runner.invoke(main, ["score", str(tmp_path / "missing.onnx"), "--protocol", "csv", "--data",
                                str(csv_protocol / "pairs.csv"), "--no-cache"])
     assert bad.exit_code == 1 and "ONNX model not found" in bad.output and "Traceback" not in bad.output
