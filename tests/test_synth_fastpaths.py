@@ -1,6 +1,6 @@
 """The synthesizer's fast paths give the same bytes as the straightforward computations they replace:
 bulk colour draws vs numpy's generators, the batched BGR blend vs the float32 formula, the on-disk template
-cache vs drawing, the streamed .bin write vs write_bin, and a whole synth_bin run vs a per-image oracle."""
+cache vs drawing, the streamed .bin write vs the in-memory pickle, and a whole synth_bin run vs a per-image oracle."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from frmask.io.insightface_bin import BinBenchmark, decode_image, read_bin, write_bin
 from frmask.synth import fastrng, template_cache
-from frmask.synth.benchmark import (JPEG_QUALITY, MaskSpec, _Colorizer, _write_bin_streamed, frame_landmarks,
+from frmask.synth.benchmark import (JPEG_QUALITY, MaskSpec, _Colorizer, frame_landmarks,
                                     load_template, shared_warp, synth_bin)
 from frmask.synth.colors import load_palette, random_color
 from frmask.synth.render import apply_mask_batch, blend_inplace, warp_template
@@ -185,13 +185,17 @@ def test_template_cache_key_follows_the_code(monkeypatch):
 
 # ------------------------------------------------------------------------------------------ .bin writing
 
-def test_streamed_bin_write_equals_write_bin(tmp_path):
+def test_streamed_bin_write_equals_the_in_memory_pickle(tmp_path):
+    import pickle
+
+    from frmask.io.insightface_bin import PICKLE_PROTOCOL
+
     blobs = [bytes([k]) * (10 + 9000 * (k % 3)) for k in range(30)]
     images = [blobs[k % 7] for k in range(20)] + blobs[:10]  # shared objects: pickle memo references
     bench = BinBenchmark(images, np.array([k % 3 == 0 for k in range(15)]))
     write_bin(tmp_path / "a.bin", bench)
-    _write_bin_streamed(str(tmp_path / "b.bin"), bench)
-    assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes()
+    payload = (list(bench.images), [bool(flag) for flag in bench.issame])
+    assert (tmp_path / "a.bin").read_bytes() == pickle.dumps(payload, protocol=PICKLE_PROTOCOL)
 
 
 # ------------------------------------------------------------------------------------------ whole run

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from frmask._atomic import write_bytes_atomic
+from frmask._atomic import atomic_path
 
 from frmask.io.errors import FormatError
 
@@ -201,13 +201,15 @@ def read_bin(path: PathLike) -> BinBenchmark:
 def write_bin(path: PathLike, benchmark: BinBenchmark) -> None:
     """Write ``benchmark`` as pickle protocol 4 of ``(list of bytes, list of bool)``, atomically.
 
-    The data go to a temporary file in the destination folder, which is fsynced and then renamed over
-    ``path``; on any error the temporary file is removed and ``path`` is left as it was.
+    The pickle is streamed into a temporary file in the destination folder (the same bytes as
+    ``pickle.dumps``, without a second in-memory copy of the benchmark), which is fsynced and then renamed
+    over ``path``; on any error the temporary file is removed and ``path`` is left as it was.
     """
     if not isinstance(benchmark, BinBenchmark):
         raise TypeError(f"benchmark must be a BinBenchmark, got {type(benchmark).__name__}")
     payload = (list(benchmark.images), [bool(flag) for flag in benchmark.issame])
-    write_bytes_atomic(Path(path), pickle.dumps(payload, protocol=PICKLE_PROTOCOL))
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        pickle.dump(payload, f, protocol=PICKLE_PROTOCOL)
 
 
 # -------------------------------------------------------------------------------------------- decoding

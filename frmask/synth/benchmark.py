@@ -402,28 +402,15 @@ def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec
     sidecar = _sidecar_text(len(images), rows, name)
     preview = _preview(bench.images, images, idx)
     from frmask._atomic import write_bytes_atomic, write_text_atomic
+    from frmask.io.insightface_bin import write_bin
 
     out = os.fspath(out)
-    _write_bin_streamed(out, masked)
+    write_bin(out, masked)
     write_text_atomic(out + ".masks.csv", sidecar)
     write_bytes_atomic(out + ".preview.png", preview)
     return SynthSummary(benchmark, mode, bench.n_pairs, len(images), len(idx),
                         {"bin": out, "sidecar": out + ".masks.csv", "preview": out + ".preview.png"},
                         time.perf_counter() - t0)
-
-
-def _write_bin_streamed(path: str, benchmark) -> None:
-    """The bytes of :func:`frmask.io.insightface_bin.write_bin` (the same payload and pickle protocol),
-    pickled straight into the (atomic) file instead of through one bytes object of the whole benchmark:
-    about half the time, and no second copy of it in memory."""
-    import pickle
-
-    from frmask._atomic import atomic_path
-    from frmask.io.insightface_bin import PICKLE_PROTOCOL
-
-    payload = (list(benchmark.images), [bool(flag) for flag in benchmark.issame])
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(payload, f, protocol=PICKLE_PROTOCOL)
 
 
 def _collect(res, images, rows, progress) -> None:
