@@ -55,13 +55,11 @@ DEFAULT_MASK_TYPES = ("surgical", "n95", "kn95", "cloth")
 
 
 def decode_rgb(data: bytes, where: str) -> np.ndarray:
-    """Decode an encoded image to uint8 (H, W, 3) RGB (grey images replicated); ValueError naming ``where``."""
-    import cv2
+    """Decode an encoded image to uint8 (H, W, 3) RGB (grey images replicated): :func:`frmask.io.insightface_bin.
+    decode_image`, whose :class:`~frmask.io.errors.FormatError` (a ValueError) names ``where``."""
+    from frmask.io.insightface_bin import decode_image
 
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
-    if image is None:
-        raise ValueError(f"{where}: cannot decode the image ({len(data)} bytes)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return decode_image(data, source=where)
 
 
 def _check_aligned(image: np.ndarray, where: str) -> np.ndarray:
