@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from frmask import _atomic
+
 #: (column title, report key, kind) of the tables, in the paper's order
 COLUMNS = (
     ("FNMR@FMR1%", "fmr100", "pct"),
@@ -142,18 +144,12 @@ def write_run(result, out, *, title: str | None = None, plots: bool = True) -> P
         (tmp / "report.md").write_text(md)
         if plots:
             _run_plots(result, tmp, title)
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~_atomic._umask())
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def _umask() -> int:
-    from frmask._atomic import _umask as umask
-
-    return umask()
 
 
 def _split(scores: np.ndarray, genuine: np.ndarray):
@@ -197,7 +193,7 @@ def read_run(folder) -> dict:
     return data
 
 
-def run_label(folder, metrics: dict) -> str:
+def run_label(folder) -> str:
     """How a run is named in comparisons: its folder name."""
     return Path(folder).resolve().name
 
@@ -208,7 +204,7 @@ def compare_runs(folders, *, scenarios=None):
     rows = []
     for folder in folders:
         metrics = read_run(folder)
-        label = run_label(folder, metrics)
+        label = run_label(folder)
         names = [k for k in metrics if k != "run"]
         if scenarios:
             names = [k for k in names if k in scenarios]
@@ -245,21 +241,24 @@ def read_scores(folder):
 
 
 def comparison_det(folders, path, *, scenarios=None) -> None:
-    """One DET figure with every run (and scenario) of ``folders``, written to ``path``."""
+    """One DET figure with every run (and scenario) of ``folders``, written to ``path``; each run's
+    ``metrics.json`` and ``scores.csv`` are read once."""
     import matplotlib.pyplot as plt
 
     from frmask.metrics.plots import plot_det, save_figure
 
     systems = []
-    for label, scenario, _ in compare_runs(folders, scenarios=scenarios):
-        folder = next(f for f in folders if run_label(f, None) == label)
+    for folder in folders:
+        names = [k for k in read_run(folder) if k != "run" and (not scenarios or k in scenarios)]
         frame = read_scores(folder)
-        if scenario != "all":
-            sel = frame.get("scenarios", "").fillna("").str.split(";").apply(lambda s, n=scenario: n in s)
-            frame = frame[sel]
-        g = frame["label"].to_numpy() == 1
-        s = frame["score"].to_numpy(dtype=np.float64)
-        systems.append((f"{label} / {scenario}", s[g], s[~g]))
-    fig = plot_det(systems, title="DET: " + ", ".join(dict.fromkeys(run_label(f, None) for f in folders)))
+        tags = frame["scenarios"].fillna("").str.split(";") if "scenarios" in frame else None
+        for scenario in names:
+            part = frame if scenario == "all" else frame[tags.apply(lambda s, n=scenario: n in s)]
+            g = part["label"].to_numpy() == 1
+            s = part["score"].to_numpy(dtype=np.float64)
+            systems.append((f"{run_label(folder)} / {scenario}", s[g], s[~g]))
+    if not systems:
+        raise ValueError(f"no scenario {', '.join(scenarios or [])} in these runs")
+    fig = plot_det(systems, title="DET: " + ", ".join(dict.fromkeys(run_label(f) for f in folders)))
     save_figure(fig, path)
     plt.close(fig)
