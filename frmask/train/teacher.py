@@ -62,67 +62,38 @@ class TorchTeacher:
 
 
 class OnnxTeacher:
-    """An ONNX recognition model run with onnxruntime on the students' input (converted to its profile)."""
+    """An ONNX recognition model run by :class:`frmask.embed.onnx_model.OnnxEmbedder` (its session, profile,
+    fixed-batch handling and output checks) on the students' input.
 
-    def __init__(self, model: str | Path | bytes, *, device="cpu", threads: int = 0, **profile: Any) -> None:
+    The students' input tensors are pm1 encodings of uint8 pixels (what the training datasets give), so the
+    pixels are recovered exactly (``round(x * 127.5 + 127.5)``) and handed to the embedder, which converts them
+    to the model's profile. Returns the raw (unnormalised) embeddings as float32 on the input's device.
+    """
+
+    def __init__(self, model: str | Path | bytes, *, device="cpu", threads: int = 0, batch_size: int = 1024,
+                 **profile: Any) -> None:
         import numpy as np
-
-        from frmask._onnx import make_session
-        from frmask.embed.onnx_model import _model_bytes, detect_profile, prune_graph_inputs
-
-        data = _model_bytes(model)
-        self.profile = detect_profile(data, **profile)
-        if self.profile.size != (112, 112):
-            raise ValueError(f"ONNX teacher {model if not isinstance(model, bytes) else ''}: input size "
-                             f"{self.profile.size[0]}x{self.profile.size[1]}, the student trains on 112x112")
         import torch
+
+        from frmask.embed.onnx_model import OnnxEmbedder
 
         self.device = torch.device(device)
-        ort_device = "cuda" if self.device.type == "cuda" else "cpu"
-        self.session = make_session(prune_graph_inputs(data), ort_device, threads)
-        shape = next(i.shape for i in self.session.get_inputs() if i.name == self.profile.input_name)
-        batch = shape[0] if shape else None
-        self.fixed_batch = int(batch) if isinstance(batch, int) and batch > 0 else None
         self.source = str(model) if not isinstance(model, bytes) else "<bytes>"
-        self._np = np
-        self.embedding_size = int(self._run(np.zeros((1, 3, 112, 112), np.float32)).shape[1])
-
-    def _prepare(self, x):
-        """pm1 RGB NCHW float32 numpy -> the model's input."""
-        np = self._np
-        p = self.profile
-        if p.channels == "BGR":
-            x = x[:, ::-1]
-        if p.normalization == "raw":
-            x = x * 127.5 + 127.5
-        elif p.normalization == "unit":
-            x = (x * 127.5 + 127.5) / 255.0
-        if p.layout == "NHWC":
-            x = x.transpose(0, 2, 3, 1)
-        return np.ascontiguousarray(x, dtype=np.float32)
-
-    def _run(self, x):
-        np = self._np
-        outputs = []
-        step = self.fixed_batch or len(x)
-        for first in range(0, len(x), step):
-            chunk = x[first:first + step]
-            count = len(chunk)
-            if self.fixed_batch is not None and count < self.fixed_batch:
-                chunk = np.concatenate([chunk, np.zeros((self.fixed_batch - count,) + chunk.shape[1:], chunk.dtype)])
-            out = self.session.run([self.profile.output_name], {self.profile.input_name: self._prepare(chunk)})[0]
-            out = np.asarray(out, dtype=np.float32)
-            if out.ndim < 2 or out.shape[0] != len(chunk):
-                raise ValueError(f"ONNX teacher {self.source}: output {self.profile.output_name!r} has shape "
-                                 f"{out.shape} for a batch of {len(chunk)}; expected (batch, embedding)")
-            outputs.append(out[:count].reshape(count, -1))
-        return np.concatenate(outputs)
+        self.embedder = OnnxEmbedder(model, device="cuda" if self.device.type == "cuda" else "cpu", threads=threads,
+                                     batch_size=batch_size, **profile)
+        self.profile = self.embedder.profile
+        if self.profile.size != (112, 112):
+            raise ValueError(f"ONNX teacher {self.source}: input size {self.profile.size[0]}x{self.profile.size[1]}, "
+                             f"the student trains on 112x112")
+        self.embedding_size = int(self.embedder._run(np.zeros((1, 112, 112, 3), np.uint8)).shape[1])
 
     def __call__(self, images):
+        import numpy as np
         import torch
 
-        x = images.detach().float().cpu().numpy()
-        return torch.from_numpy(self._run(x)).to(images.device)
+        pixels = images.detach().float().mul(127.5).add_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+        raw = self.embedder._run(pixels.permute(0, 2, 3, 1).cpu().numpy(), f" (ONNX teacher {self.source})")
+        return torch.from_numpy(raw.astype(np.float32)).to(images.device)
 
     def __repr__(self) -> str:
         return f"OnnxTeacher({self.source}, {self.embedding_size}-d, {self.profile})"
