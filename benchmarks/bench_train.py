@@ -5,9 +5,10 @@ on the device, so data loading is left out): student forward + backward (backbon
 channels_last on CUDA, ElasticFace-Arc head in float32), teacher forward on the clean images, CE + 100 * KD
 loss, gradient-norm clip, SGD step. The trainer side is :meth:`frmask.train.loop.Trainer.train_step`
 (margins drawn from a per-step generator, schedules); the bare side is the same computation written
-directly. Timings alternate between the two (best of ``--rounds``). On CUDA the FLOPs of one step are
-counted with ``torch.utils.flop_counter.FlopCounterMode`` and divided by the step time and ``--peak-tflops``
-(989: H100 SXM dense bf16).
+directly. Timings alternate between the two (best of ``--rounds``). The FLOPs of one trainer step are
+counted with ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions, forward and
+backward) and divided by the step time; on CUDA, and wherever ``--peak-tflops`` is given, also by the
+peak (default on CUDA 989 TFLOP/s, H100 SXM dense bf16) to give the model FLOPs utilisation.
 
 Run by hand:  python benchmarks/bench_train.py                      # CPU: iresnet18, batch 16
               python benchmarks/bench_train.py --device cuda        # iresnet100, batch 256, bf16
@@ -84,7 +85,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per round (default 20 CUDA, 3 CPU)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="torch.compile the trainer's backbone")
-    ap.add_argument("--peak-tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s of the GPU")
+    ap.add_argument("--peak-tflops", type=float, default=None,
+                    help="peak dense TFLOP/s of the device for the MFU figure (default on CUDA 989: H100 SXM bf16; "
+                         "H200 the same)")
     args = ap.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -131,17 +134,18 @@ def main() -> None:
           f"{' (bf16 autocast, channels_last)' if cuda else ''}{', compiled' if args.compile else ''}")
     print(f"trainer step: {rate['trainer']:.1f} images/s; bare torch loop: {rate['bare']:.1f} images/s; "
           f"ratio {rate['trainer'] / rate['bare']:.3f} (target >= 0.9)")
-    if cuda:
-        from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode
 
-        with FlopCounterMode(display=False) as flops:
-            trainer_step()
-        total = flops.get_total_flops()
-        step_time = best["trainer"] / steps
-        achieved = total / step_time / 1e12
-        print(f"FLOPs per step (student fwd+bwd, teacher fwd): {total / 1e12:.2f} TFLOP; "
-              f"{achieved:.1f} TFLOP/s = MFU {achieved / args.peak_tflops:.1%} of {args.peak_tflops:g} TFLOP/s")
-
+    with FlopCounterMode(display=False) as flops:
+        trainer_step()
+    total = flops.get_total_flops()
+    achieved = total / (best["trainer"] / steps) / 1e12
+    line = (f"FLOPs per step (student fwd+bwd, teacher fwd): {total / 1e12:.3f} TFLOP = "
+            f"{total / batch_size / 1e9:.2f} GFLOP per image; {achieved:.2f} TFLOP/s")
+    peak = args.peak_tflops if args.peak_tflops is not None else (989.0 if cuda else None)
+    if peak:
+        line += f" = MFU {achieved / peak:.1%} of {peak:g} TFLOP/s (target >= 40 % on a GPU)"
+    print(line)
 
 if __name__ == "__main__":
     main()
