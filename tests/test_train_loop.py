@@ -290,6 +290,52 @@ def test_resume_refuses_a_different_config(runs, faces, tmp_path):
         train(_config("elasticface"), faces, tmp_path / "empty", resume=True, progress=False)
 
 
+@needs_data
+def test_init_starts_the_student_from_given_weights(runs, faces, tmp_path):
+    """--init (run folder, checkpoint or insightface-style backbone .pth): the student's parameters before
+    its first update are the init's (checked with lr 0 and no weight decay: one step changes no parameter)."""
+    import click
+    from click.testing import CliRunner
+
+    from frmask.train.backbones import get_backbone
+    from frmask.train.commands import train_command
+
+    source = load_checkpoint(list_checkpoints(runs["elasticface"])[-1][1])["backbone"]
+    wrapped = tmp_path / "backbone.pth"  # DDP-style prefixes, as published backbone.pth files may have
+    torch.save({f"module.{k}": v for k, v in source.items()}, wrapped)
+    seen = {}
+
+    def grab(done, trainer):
+        seen.update({k: v.detach().clone() for k, v in trainer.backbone.named_parameters()})
+
+    from frmask.train.loop import train
+
+    for spec in (runs["elasticface"], wrapped):
+        seen.clear()
+        run = tmp_path / f"init-{Path(spec).name}"
+        result = train(_config("aug", steps=1, lr=0.0, weight_decay=0.0, init=str(spec)), faces, run,
+                       progress=False, on_step=grab)
+        assert result.step == 1 and seen
+        assert all(torch.equal(seen[k], source[k]) for k in seen), spec
+        assert f'init = "{Path(spec).resolve()}"' in (run / "config.toml").read_text()
+
+    res = CliRunner().invoke(click.Group(commands=[train_command]), [
+        "train", "--variant", "aug", "--data", str(faces), "--out", str(tmp_path / "cli"), "--scale", "small",
+        "--steps", "1", "--device", "cpu", "--no-progress", "--init", str(runs["elasticface"]),
+        "--set", "tensorboard=false"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert f'init = "{runs["elasticface"].resolve()}"' in (tmp_path / "cli" / "config.toml").read_text()
+
+    deeper = tmp_path / "r34.pth"
+    torch.save(get_backbone("iresnet34").state_dict(), deeper)
+    with pytest.raises(ValueError, match=r"init .*r34\.pth cannot initialise the student iresnet18 \(512-d\).*"
+                                         r"unexpected keys: layer1\.2\."):
+        train(_config("aug", init=str(deeper)), faces, tmp_path / "bad", progress=False)
+    with pytest.raises(ValueError, match=r"init: checkpoint or run folder not found: .*missing\.pth"):
+        train(_config("aug", init=str(tmp_path / "missing.pth")), faces, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
 # ------------------------------------------------------------------------------- teachers and the CLI
 
 

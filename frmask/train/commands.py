@@ -25,6 +25,9 @@ VARIANT_CHOICES = ("elasticface", "aug", "lg", "hg")
 @click.option("--teacher", type=click.Path(path_type=str), default=None,
               help="Frozen teacher for lg/hg: a run folder (its latest checkpoint), a checkpoint, a backbone .pth or "
                    "an .onnx model (fed pm1 RGB NCHW unless teacher_channels / teacher_normalization are set).")
+@click.option("--init", "init", type=click.Path(path_type=str), default=None,
+              help="Start the student backbone from these weights: a run folder, a checkpoint or a backbone .pth "
+                   "(insightface / ElasticFace keys). Default: random initialisation.")
 @click.option("--scale", default="paper", show_default=True,
               help="Scale config: paper (MS1MV2, iresnet100, batch 512, 295k steps), small (CPU test scale) or a "
                    ".toml path.")
@@ -39,7 +42,7 @@ VARIANT_CHOICES = ("elasticface", "aug", "lg", "hg")
               help="Override any config field (TOML value), e.g. --set lr=0.05 --set eval_bins='[\"lfw.bin\"]'. "
                    "Repeatable.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-def train_command(variant, data, out, teacher, scale, backbone, steps, batch_size, device, resume, sets,
+def train_command(variant, data, out, teacher, init, scale, backbone, steps, batch_size, device, resume, sets,
                   progress):
     """Train a MaskInv / ElasticFace student (single process, or DDP under torchrun)."""
     from frmask.train.config import load_config, parse_set
@@ -49,6 +52,8 @@ def train_command(variant, data, out, teacher, scale, backbone, steps, batch_siz
         from frmask.train.backbones import canonical_name
 
         overrides["backbone"] = canonical_name(backbone)
+    if init is not None:
+        overrides["init"] = init
     if steps is not None:
         overrides["steps"] = steps
     if batch_size is not None:

@@ -50,6 +50,7 @@ class TrainConfig:
     head_s: float = 64.0
     head_m: float = 0.5
     head_std: float = 0.05
+    init: str = ""  # student backbone initialisation: run folder, checkpoint or backbone .pth ("" = random)
     # optimisation
     steps: int = 295_000
     batch_size: int = 512

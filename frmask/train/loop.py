@@ -290,6 +290,29 @@ def _mask_augment(config: TrainConfig):
                        jitter=config.mask_jitter, template=config.mask_template or None)
 
 
+def _init_weights(config: TrainConfig) -> dict | None:
+    """The backbone state dict of ``config.init`` (run folder, checkpoint or backbone .pth), or None."""
+    if not config.init:
+        return None
+    from frmask.train.teacher import load_torch_backbone
+
+    try:
+        return load_torch_backbone(config.init)[0].state_dict()
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"init: {exc}") from None
+
+
+def _initialise(backbone, state: dict, config: TrainConfig) -> None:
+    """Load the ``init`` weights into the student backbone, strictly (every key and shape must fit)."""
+    from frmask.train.backbones import load_backbone_weights
+
+    try:
+        load_backbone_weights(backbone, state)
+    except ValueError as exc:
+        raise ValueError(f"init {config.init} cannot initialise the student {config.backbone} "
+                         f"({config.embedding_size}-d): {exc}") from None
+
+
 def _check_resume(ckpt: dict, config: TrainConfig, data_info: dict) -> None:
     old = ckpt["config"]
     diff = config_diff(old, config.to_dict())
@@ -310,6 +333,9 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
 
     ``teacher``: a path (run folder, checkpoint, backbone ``.pth`` or ``.onnx``; stored in the config as
     an absolute path), a teacher object (a callable with ``embedding_size``), or None (``config.teacher``).
+    ``config.init`` (a run folder, checkpoint or backbone ``.pth``, stored as an absolute path) initialises
+    the student backbone at the start of a new run (as the authors' ``--pretrained_student``); the head
+    starts fresh, since its classes are those of this run's data.
     Needed exactly when the config's lambda can be > 0; given otherwise, it is ignored with a warning.
     ``evaluators``: callables ``(embed_fn) -> dict`` run every ``eval_every`` steps and at the end on rank
     0 (default: a :class:`frmask.train.evaluate.BinEvaluator` per ``config.eval_bins`` entry).
@@ -325,6 +351,8 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
     from frmask.train.logs import RunLogger, plot_losses
 
     out = Path(out)
+    if config.init:
+        config = config.replace(init=str(Path(config.init).expanduser().resolve()))
     teacher_obj = None
     if isinstance(teacher, (str, os.PathLike)):
         if config.uses_teacher:
@@ -356,6 +384,7 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     try:
+        init_state = None if resume else _init_weights(config)  # before the data: bad weights fail fast
         dataset = open_dataset(data, mask=_mask_augment(config), seed=config.seed, align=config.align)
         data_info = {"name": dataset.name, "images": len(dataset), "num_classes": int(dataset.num_classes)}
         ckpt = None
@@ -386,6 +415,8 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
         trainer = Trainer(config, dataset.num_classes, teacher=teacher_obj, device=dev, rank=rank,
                           world_size=world, process_group=bn_group)
         start = 0
+        if init_state is not None:
+            _initialise(trainer.backbone, init_state, config)
         if ckpt is not None:
             trainer.load_state_dict(ckpt)
             start = int(ckpt["step"])

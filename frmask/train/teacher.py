@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TorchTeacher", "OnnxTeacher", "load_teacher", "backbone_from_state_dict"]
+__all__ = ["TorchTeacher", "OnnxTeacher", "load_teacher", "load_torch_backbone", "backbone_from_state_dict"]
 
 
 class TorchTeacher:
@@ -128,18 +128,14 @@ def backbone_from_state_dict(state: dict, source: str = "state_dict"):
     return model
 
 
-def load_teacher(spec: str | Path, *, device="cpu", amp: bool = True, channels_last: bool = True,
-                 channels: str = "", normalization: str = ""):
-    """A teacher from a run folder, a checkpoint, a backbone state dict or an ``.onnx`` model (module doc)."""
+def load_torch_backbone(spec: str | Path):
+    """``(model, source)``: the iResNet of a run folder (latest checkpoint), a checkpoint or a backbone state
+    dict, on the CPU, with a description of where it came from. Used for teachers and for ``init``."""
     import torch
 
     from frmask.train.checkpoint import FORMAT, resolve_checkpoint
 
-    path = Path(spec).expanduser()
-    if path.suffix.lower() == ".onnx":
-        profile = {k: v for k, v in (("channels", channels), ("normalization", normalization)) if v}
-        return OnnxTeacher(path, device=device, **profile)
-    path = resolve_checkpoint(path)
+    path = resolve_checkpoint(Path(spec).expanduser())
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
@@ -152,15 +148,23 @@ def load_teacher(spec: str | Path, *, device="cpu", amp: bool = True, channels_l
         config = data["config"]
         model = get_backbone(config["backbone"], embedding_size=config["embedding_size"])
         load_backbone_weights(model, data["backbone"])
-        source = f"{path} (step {data['step']})"
-    else:
-        state = data
-        for key in ("state_dict", "model", "backbone"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-                break
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ValueError(f"teacher {path}: neither a training checkpoint nor a backbone state dict")
-        model = backbone_from_state_dict(state, str(path))
-        source = str(path)
+        return model, f"{path} (step {data['step']})"
+    state = data
+    for key in ("state_dict", "model", "backbone"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: neither a training checkpoint nor a backbone state dict")
+    return backbone_from_state_dict(state, str(path)), str(path)
+
+
+def load_teacher(spec: str | Path, *, device="cpu", amp: bool = True, channels_last: bool = True,
+                 channels: str = "", normalization: str = ""):
+    """A teacher from a run folder, a checkpoint, a backbone state dict or an ``.onnx`` model (module doc)."""
+    path = Path(spec).expanduser()
+    if path.suffix.lower() == ".onnx":
+        profile = {k: v for k, v in (("channels", channels), ("normalization", normalization)) if v}
+        return OnnxTeacher(path, device=device, **profile)
+    model, source = load_torch_backbone(path)
     return TorchTeacher(model, device=device, amp=amp, channels_last=channels_last, source=source)
