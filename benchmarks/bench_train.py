@@ -1,8 +1,8 @@
 """Benchmark: throughput of the trainer's step vs a bare torch loop, and model FLOPs utilisation on CUDA.
 
 Both sides run, in the same process, one MaskInv-LG step per iteration on the same synthetic batch (already
-on the device, so data loading is left out): student forward + backward (backbone under bf16 autocast and
-channels_last on CUDA, ElasticFace-Arc head in float32), teacher forward on the clean images, CE + 100 * KD
+on the device, so data loading is left out): student forward + backward (backbone under bf16 autocast, or
+float16 with a GradScaler, and channels_last on CUDA; ElasticFace-Arc head in float32), teacher forward on the clean images, CE + 100 * KD
 loss, gradient-norm clip, SGD step. The trainer side is :meth:`frmask.train.loop.Trainer.train_step`
 (margins drawn from a per-step generator, schedules); the bare side is the same computation written
 directly. Timings alternate between the two (best of ``--rounds``). The FLOPs of one trainer step are
@@ -12,6 +12,7 @@ peak (default on CUDA 989 TFLOP/s, H100 SXM dense bf16) to give the model FLOPs 
 
 Run by hand:  python benchmarks/bench_train.py                      # CPU: iresnet18, batch 16
               python benchmarks/bench_train.py --device cuda        # iresnet100, batch 256, bf16
+              python benchmarks/bench_train.py --device cuda --amp-dtype float16 --compile
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ def bare_setup(config, num_classes, device):
                            {"params": list(head.parameters())}], lr=config.scaled_lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
 
+    dtype = getattr(torch, config.amp_dtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=cuda and dtype == torch.float16)
+
     def step(batch):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=dtype, enabled=cuda):
             emb = backbone(batch["student"])
             with torch.no_grad():
                 target = teacher(batch["teacher"])
@@ -60,9 +64,11 @@ def bare_setup(config, num_classes, device):
         logits = head(emb.float(), batch["label"], margins)
         loss = F.cross_entropy(logits, batch["label"]) + 100.0 * kd_loss(emb, target)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(backbone.parameters(), config.clip_grad_norm)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
 
     return step
 
@@ -85,6 +91,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per round (default 20 CUDA, 3 CPU)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="torch.compile the trainer's backbone")
+    ap.add_argument("--amp-dtype", default="bfloat16", choices=["bfloat16", "float16"],
+                    help="autocast type on CUDA (float16 adds the trainer's GradScaler)")
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="peak dense TFLOP/s of the device for the MFU figure (default on CUDA 989: H100 SXM bf16; "
                          "H200 the same)")
@@ -99,11 +107,12 @@ def main() -> None:
     backbone = args.backbone or ("iresnet100" if cuda else "iresnet18")
     batch_size = args.batch or (256 if cuda else 16)
     steps = args.steps or (20 if cuda else 3)
-    config = load_config("lg", "paper", {"backbone": backbone, "batch_size": batch_size, "compile": args.compile})
+    config = load_config("lg", "paper", {"backbone": backbone, "batch_size": batch_size, "compile": args.compile,
+                                         "amp_dtype": args.amp_dtype})
 
     torch.manual_seed(0)
     teacher = TorchTeacher(get_backbone(backbone), device=device, amp=config.amp,
-                           channels_last=config.channels_last)
+                           channels_last=config.channels_last, amp_dtype=config.amp_dtype)
     trainer = Trainer(config, args.classes, teacher=teacher, device=device)
     gen = torch.Generator().manual_seed(0)
     x = (torch.randint(0, 256, (batch_size, 3, 112, 112), generator=gen).float() - 127.5) / 127.5

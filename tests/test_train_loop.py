@@ -275,6 +275,35 @@ def test_teacher_embedding_size_mismatch(faces, tmp_path):
         train(_config("hg"), faces, tmp_path / "run", progress=False)
 
 
+class _FailingTeacher:
+    """A teacher whose embeddings turn NaN from its ``bad_from``-th call (0-based) on."""
+
+    embedding_size = 512
+
+    def __init__(self, bad_from: int) -> None:
+        self.calls, self.bad_from = 0, bad_from
+
+    def __call__(self, images):
+        out = torch.ones(len(images), 512)
+        if self.calls >= self.bad_from:
+            out[0, 0] = float("nan")
+        self.calls += 1
+        return out
+
+
+@needs_data
+@pytest.mark.parametrize("log_every", [1, 4])
+def test_non_finite_loss_stops_before_a_checkpoint(faces, tmp_path, log_every):
+    """A NaN loss at step 3 stops the run at that step's log line (log_every 1; the checkpoint of step 2
+    survives) or, between log lines, before the checkpoint of step 3: no checkpoint holds the NaN's weights."""
+    from frmask.train.loop import NonFiniteLoss, train
+
+    config = _config("lg", steps=6, log_every=log_every, checkpoint_every=2 if log_every == 1 else 3)
+    with pytest.raises(NonFiniteLoss, match=r"step 3: the training loss is not finite .*KD sum nan"):
+        train(config, faces, tmp_path / "run", teacher=_FailingTeacher(bad_from=2), progress=False)
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == ([2] if log_every == 1 else [])
+
+
 @needs_data
 def test_resume_refuses_a_different_config(runs, faces, tmp_path):
     from frmask.train.loop import train

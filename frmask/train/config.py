@@ -24,11 +24,12 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "VARIANTS", "SCALES", "RUNTIME_KEYS", "load_config", "read_toml_config",
+__all__ = ["TrainConfig", "VARIANTS", "SCALES", "AMP_DTYPES", "RUNTIME_KEYS", "load_config", "read_toml_config",
            "parse_set", "config_diff"]
 
 VARIANTS = ("elasticface", "aug", "lg", "hg")
 SCALES = ("paper", "small")
+AMP_DTYPES = ("bfloat16", "float16")
 
 RUNTIME_KEYS = frozenset({"workers", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                           "eval_bins", "eval_mfr2", "eval_flip", "eval_batch_size", "compile", "tensorboard"})
@@ -78,7 +79,8 @@ class TrainConfig:
     align: str = "auto"
     seed: int = 0
     # execution
-    amp: bool = True
+    amp: bool = True  # autocast of the backbones on CUDA
+    amp_dtype: str = "bfloat16"  # its type: bfloat16, or float16 (with a GradScaler; for GPUs without bf16)
     channels_last: bool = True
     compile: bool = False
     sync_bn: bool = False
@@ -122,6 +124,8 @@ class TrainConfig:
         if self.teacher_normalization not in ("", "pm1", "raw", "unit"):
             raise ValueError(f"config teacher_normalization must be pm1, raw or unit, got "
                              f"{self.teacher_normalization!r}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"config amp_dtype must be one of {AMP_DTYPES}, got {self.amp_dtype!r}")
         if self.variant not in VARIANTS:
             raise ValueError(f"config variant must be one of {VARIANTS}, got {self.variant!r}")
 

@@ -21,13 +21,14 @@ __all__ = ["BinEvaluator", "make_embed_fn", "bin_evaluators", "config_evaluators
 EmbedFn = Callable[[np.ndarray], np.ndarray]
 
 
-def make_embed_fn(backbone, *, device="cpu", batch_size: int = 256, flip: bool = True, amp: bool = True,
-                  channels_last: bool = False) -> EmbedFn:
-    """An ``embed_fn`` running ``backbone`` in eval mode (its train/eval mode is restored afterwards)."""
+def make_embed_fn(backbone, *, device="cpu", batch_size: int = 256, flip: bool = True, amp: bool = False,
+                  amp_dtype: str = "bfloat16", channels_last: bool = False) -> EmbedFn:
+    """An ``embed_fn`` running ``backbone`` in eval mode (its train/eval mode is restored afterwards), under
+    autocast to ``amp_dtype`` when ``amp`` (on any device; the trainer asks for it on CUDA only)."""
     import torch
 
     device = torch.device(device)
-    use_amp = amp and device.type == "cuda"
+    dtype = getattr(torch, amp_dtype)
 
     def embed(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
@@ -38,7 +39,7 @@ def make_embed_fn(backbone, *, device="cpu", batch_size: int = 256, flip: bool =
         backbone.eval()
         out = []
         try:
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=amp):
                 for first in range(0, len(images), batch_size):
                     x = torch.from_numpy(np.ascontiguousarray(images[first:first + batch_size]))
                     x = x.to(device).permute(0, 3, 1, 2).float().sub_(127.5).div_(127.5)

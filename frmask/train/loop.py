@@ -12,8 +12,10 @@ Step ``s`` (0-based) of a run with global batch ``G`` over ``W`` processes:
    ElasticFace code: ``clip_grad_norm_(backbone.parameters(), 5)``; the head is not clipped), one SGD step
    for backbone and head, one step of the learning-rate schedule.
 
-On CUDA the backbone runs under bf16 autocast in channels_last memory format (config ``amp``,
-``channels_last``); the head and the losses run in float32. ``compile = true`` compiles the backbone with
+On CUDA the backbone runs under autocast in channels_last memory format (config ``amp``, ``amp_dtype``
+bfloat16 or float16, ``channels_last``); the head and the losses run in float32. With float16 the loss
+is scaled by a ``torch.amp.GradScaler`` (gradients unscaled before the norm clip; a step whose gradients
+overflow is skipped, as the scaler does), whose state is part of the checkpoint. ``compile = true`` compiles the backbone with
 ``torch.compile`` (in place: state_dict keys do not change).
 
 Processes: launched with ``torchrun`` (env ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), :func:`train`
@@ -47,7 +49,7 @@ import numpy as np
 
 from frmask.train.config import TrainConfig, config_diff
 
-__all__ = ["Trainer", "TrainResult", "train", "margin_generator", "resolve_device"]
+__all__ = ["Trainer", "TrainResult", "NonFiniteLoss", "train", "margin_generator", "resolve_device"]
 
 _MARGIN_STREAM = 0x6D617267  # "marg"
 
@@ -120,8 +122,7 @@ class Trainer:
         self.num_classes = int(num_classes)
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
-        self.amp = config.amp and self.cuda
-        self.channels_last = config.channels_last and self.cuda
+        self.amp_dtype = getattr(torch, config.amp_dtype)
         self.rank, self.world_size = rank, world_size
         if config.batch_size % world_size:
             raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world_size} processes")
@@ -134,13 +135,10 @@ class Trainer:
             from frmask.train.syncbn import convert_sync_batchnorm
 
             backbone = convert_sync_batchnorm(backbone, self.device.type, process_group)
-        backbone = backbone.to(self.device)
-        if self.channels_last:
-            backbone = backbone.to(memory_format=torch.channels_last)
-        head = head.to(self.device)
+        self.backbone, self.head = backbone.to(self.device), head.to(self.device)
+        self.set_precision(config.amp and self.cuda, config.channels_last and self.cuda)
         if config.compile:
-            backbone.compile()
-        self.backbone, self.head = backbone, head
+            self.backbone.compile()
         self.student = _Student.build(backbone, head)
         self.model = self.student
         if world_size > 1:
@@ -156,6 +154,18 @@ class Trainer:
                                                               gamma=config.lr_gamma)
         self.lambda_schedule = LambdaSchedule(config.kd_lambda, config.kd_lambda_high or None,
                                               config.kd_switch_at, config.steps)
+
+    def set_precision(self, amp: bool, channels_last: bool) -> None:
+        """Autocast to ``config.amp_dtype`` (float16 with a GradScaler) and channels_last weights and inputs.
+
+        The constructor applies the config's settings on CUDA and float32 elsewhere; calling this before
+        the first step applies them on any device (the tests run the CUDA code path on the CPU this way).
+        """
+        import torch
+
+        self.amp, self.channels_last = bool(amp), bool(channels_last)
+        self.backbone.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.amp_dtype == torch.float16)
 
     # ---------------------------------------------------------------------------------------- step
 
@@ -189,7 +199,7 @@ class Trainer:
         lam = float(self.lambda_schedule(step))
         lr = float(self.optimizer.param_groups[0]["lr"])
         margins = self.margins(step)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             embeddings, logits = self.model(student_x, labels, margins)
         ce = F.cross_entropy(logits.float(), labels)
         kd = None
@@ -199,11 +209,18 @@ class Trainer:
             kd = kd_loss(embeddings, target)
             loss = ce + lam * kd
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()  # the scaler passes everything through unless float16
         if self.config.clip_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), self.config.clip_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scaler.is_enabled():  # a step the scaler skipped (overflow) makes the scheduler warn; expected
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                self.scheduler.step()
+        else:
+            self.scheduler.step()
         return {"ce": ce.detach(), "kd": None if kd is None else kd.detach(), "lambda": lam, "lr": lr}
 
     # ---------------------------------------------------------------------------------------- state
@@ -211,13 +228,15 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {"backbone": self.backbone.state_dict(), "head": self.head.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "lambda": self.lambda_schedule.to_dict()}
+                "lambda": self.lambda_schedule.to_dict(), "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.backbone.load_state_dict(state["backbone"])
         self.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         if state.get("lambda") != self.lambda_schedule.to_dict():
             raise ValueError(f"checkpoint lambda schedule {state.get('lambda')} differs from the config's "
                              f"{self.lambda_schedule.to_dict()}")
@@ -240,6 +259,21 @@ class TrainResult:
     plot: Path | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     images_per_s: float = math.nan
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or infinite (checked at every log step and before every checkpoint)."""
+
+
+def _check_finite(values: list[float], done: int, steps: int, out: Path) -> None:
+    """Raise :class:`NonFiniteLoss` unless the summed CE and KD of the last ``steps`` steps are finite."""
+    ce, kd = values[0], values[1]
+    if math.isfinite(ce) and math.isfinite(kd):
+        return
+    raise NonFiniteLoss(f"step {done}: the training loss is not finite (CE sum {ce}, KD sum {kd} over the last "
+                        f"{steps} steps); stopped without checkpointing it (earlier checkpoints in {out} are "
+                        f"intact). Lower the learning rate, use amp_dtype = \"bfloat16\" instead of float16, or "
+                        f"check that the teacher's embeddings are finite")
 
 
 class _Stop:
@@ -401,7 +435,7 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
         if config.uses_teacher and teacher_obj is None:
             from frmask.train.teacher import load_teacher
 
-            teacher_obj = load_teacher(config.teacher, device=dev, amp=config.amp,
+            teacher_obj = load_teacher(config.teacher, device=dev, amp=config.amp, amp_dtype=config.amp_dtype,
                                        channels_last=config.channels_last,
                                        channels=config.teacher_channels, normalization=config.teacher_normalization)
         if teacher_obj is not None and int(teacher_obj.embedding_size) != config.embedding_size:
@@ -471,7 +505,8 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
     result = TrainResult(run=out, step=start, steps=config.steps, interrupted=False, checkpoint=None,
                          log=out / "log.csv")
     embed_fn = make_embed_fn(trainer.backbone, device=dev, batch_size=config.eval_batch_size,
-                             flip=config.eval_flip, amp=config.amp, channels_last=trainer.channels_last)
+                             flip=config.eval_flip, amp=trainer.amp, amp_dtype=config.amp_dtype,
+                             channels_last=trainer.channels_last)
     sums = torch.zeros(3, dtype=torch.float64, device=dev)  # ce, kd, steps with kd
     count = 0
     images_per_step = config.batch_size
@@ -498,6 +533,7 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
                         dist.all_reduce(values)
                         values /= world
                     ce, kd_sum, kd_n = values.tolist()
+                    _check_finite([ce, kd_sum], done, count, out)
                     now = time.perf_counter()
                     rate = count * images_per_step / max(now - t_interval, 1e-9)
                     kd = kd_sum / kd_n if kd_n else None
@@ -518,6 +554,11 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
                     dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=ctrl)
                     stopping = bool(flag.item())
                 if stopping or last or done % config.checkpoint_every == 0:
+                    if count:  # steps since the last log step: never checkpoint weights a NaN has reached
+                        values = sums.clone()
+                        if world > 1:
+                            dist.all_reduce(values)
+                        _check_finite(values.tolist(), done, count, out)
                     states = [rng_state()]
                     if world > 1:
                         states = [None] * world

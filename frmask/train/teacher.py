@@ -25,15 +25,16 @@ __all__ = ["TorchTeacher", "OnnxTeacher", "load_teacher", "load_torch_backbone",
 
 
 class TorchTeacher:
-    """A frozen backbone in eval mode; bf16 autocast and channels_last on CUDA when asked."""
+    """A frozen backbone in eval mode; autocast (``amp_dtype``) and channels_last on CUDA when asked."""
 
     def __init__(self, backbone, *, device="cpu", amp: bool = True, channels_last: bool = True,
-                 source: str = "") -> None:
+                 amp_dtype: str = "bfloat16", source: str = "") -> None:
         import torch
 
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.amp = amp and self.cuda
+        self.amp_dtype = getattr(torch, amp_dtype)
         self.channels_last = channels_last and self.cuda
         backbone = backbone.to(self.device).eval()
         if self.channels_last:
@@ -54,7 +55,7 @@ class TorchTeacher:
 
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             return self.model(images).float()
 
     def __repr__(self) -> str:
@@ -160,11 +161,12 @@ def load_torch_backbone(spec: str | Path):
 
 
 def load_teacher(spec: str | Path, *, device="cpu", amp: bool = True, channels_last: bool = True,
-                 channels: str = "", normalization: str = ""):
+                 amp_dtype: str = "bfloat16", channels: str = "", normalization: str = ""):
     """A teacher from a run folder, a checkpoint, a backbone state dict or an ``.onnx`` model (module doc)."""
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".onnx":
         profile = {k: v for k, v in (("channels", channels), ("normalization", normalization)) if v}
         return OnnxTeacher(path, device=device, **profile)
     model, source = load_torch_backbone(path)
-    return TorchTeacher(model, device=device, amp=amp, channels_last=channels_last, source=source)
+    return TorchTeacher(model, device=device, amp=amp, channels_last=channels_last, amp_dtype=amp_dtype,
+                        source=source)
