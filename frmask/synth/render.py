@@ -24,7 +24,7 @@ import math
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -88,6 +88,16 @@ def _check_spread(points: np.ndarray, what: str) -> None:
                                  f"{[i for i in range(4) if i != k]} are")
 
 
+@lru_cache(maxsize=64)
+def _checked_source(data: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The spread check, Hartley normaliser and normalised points of float64 (n, 2) source points, cached
+    (the source points are a template's anchors, the same for every image it is warped onto)."""
+    src = np.frombuffer(data, dtype=np.float64).reshape(n, 2)
+    _check_spread(src, "src points")
+    t_src = _normaliser(src)
+    return _readonly(t_src), _readonly(_apply(t_src, src))
+
+
 def fit_homography(src, dst) -> np.ndarray:
     """The 3x3 homography ``H`` (``H[2, 2] = 1``) mapping ``src`` points onto ``dst`` points.
 
@@ -105,12 +115,12 @@ def fit_homography(src, dst) -> np.ndarray:
         raise ValueError(f"src and dst must have the same shape, got {src.shape} and {dst.shape}")
     if len(src) < 4:
         raise ValueError(f"a homography needs at least 4 point pairs, got {len(src)}")
-    _check_spread(src, "src points")
+    t_src, s = _checked_source(src.tobytes(), len(src))
     _check_spread(dst, "dst points")
 
     # Algebraic rank check on normalised coordinates: a unique fit needs a one-dimensional null space.
-    t_src, t_dst = _normaliser(src), _normaliser(dst)
-    s, d = _apply(t_src, src), _apply(t_dst, dst)
+    t_dst = _normaliser(dst)
+    d = _apply(t_dst, dst)
     n = len(s)
     design = np.zeros((2 * n, 9))
     design[0::2, 0:2], design[0::2, 2] = s, 1.0
@@ -354,17 +364,45 @@ def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=Non
     else:
         raise ValueError(f"unknown warp method {method!r}; choose one of {', '.join(WARP_METHODS)}")
 
-    alpha = np.clip(warped[..., 3], 0.0, 1.0)
-    alpha[alpha < _ALPHA_FLOOR] = 0.0
-    covered = alpha > 0
-    safe = np.where(covered, alpha, np.float32(1.0))
-    rgb = np.clip(warped[..., :3] / safe[..., None], 0.0, 255.0).astype(np.float32)
-    rgb[~covered] = 0.0
-    luma = (warped[..., :3].astype(np.float64) @ LUMA_WEIGHTS) / (safe * prepared.luma_median)
-    shade = np.where(covered, luma, 1.0).astype(np.float32)
-    np.maximum(shade, 0.0, out=shade)
-    return WarpedMask(alpha=_readonly(alpha.astype(np.float32)), shade=_readonly(shade),
-                      rgb=_readonly(rgb), homography=_readonly(homography))
+    alpha, shade, rgb, bbox = _unpremultiply(warped, prepared.luma_median)
+    mask = WarpedMask(alpha=_readonly(alpha), shade=_readonly(shade), rgb=_readonly(rgb),
+                      homography=_readonly(homography))
+    mask.__dict__["bbox"] = bbox  # the cached property's value, known already
+    return mask
+
+
+def _unpremultiply(warped: np.ndarray, luma_median: float):
+    """``(alpha, shade, rgb, bbox)`` of a warped premultiplied float32 RGBA frame (see :class:`WarpedMask`).
+
+    Coverage below ``_ALPHA_FLOOR`` is set to 0; pixel by pixel, ``alpha = clip(a, 0, 1)``, ``rgb =
+    clip(premultiplied / alpha, 0, 255)`` and ``shade = max(luma(premultiplied) / (alpha * luma_median), 0)``
+    where covered, and ``(0, 1, 0)`` elsewhere. Only the window around the covered pixels is computed
+    (every operation is per pixel, so the values are those of the whole frame's computation).
+    """
+    height, width = warped.shape[:2]
+    alpha = np.zeros((height, width), np.float32)
+    shade = np.ones((height, width), np.float32)
+    rgb = np.zeros((height, width, 3), np.float32)
+    covered_full = warped[..., 3] >= np.float32(_ALPHA_FLOOR)
+    rows = np.flatnonzero(covered_full.any(axis=1))
+    if rows.size == 0:
+        return alpha, shade, rgb, (0, 0, 0, 0)
+    cols = np.flatnonzero(covered_full.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    window = np.ascontiguousarray(warped[y0:y1, x0:x1])
+    a = np.clip(window[..., 3], 0.0, 1.0)
+    a[a < _ALPHA_FLOOR] = 0.0
+    covered = a > 0
+    safe = np.where(covered, a, np.float32(1.0))
+    colour = np.clip(window[..., :3] / safe[..., None], 0.0, 255.0).astype(np.float32)
+    colour[~covered] = 0.0
+    luma = (window[..., :3].astype(np.float64) @ LUMA_WEIGHTS) / (safe * luma_median)
+    light = np.where(covered, luma, 1.0).astype(np.float32)
+    np.maximum(light, 0.0, out=light)
+    alpha[y0:y1, x0:x1] = a
+    shade[y0:y1, x0:x1] = light
+    rgb[y0:y1, x0:x1] = colour
+    return alpha, shade, rgb, (y0, y1, x0, x1)
 
 
 def _warp_piecewise(image, to_level, src, dst, homography, corners, size) -> np.ndarray:
