@@ -5,8 +5,9 @@ on the device, so data loading is left out): student forward + backward (backbon
 float16 with a GradScaler, and channels_last on CUDA; ElasticFace-Arc head in float32), teacher forward on the clean images, CE + 100 * KD
 loss, gradient-norm clip, SGD step. The trainer side is :meth:`frmask.train.loop.Trainer.train_step`
 (margins drawn from a per-step generator, schedules); the bare side is the same computation written
-directly. Timings alternate between the two (best of ``--rounds``). The FLOPs of one trainer step are
-counted with ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions, forward and
+directly. Timings alternate between the two (best of ``--rounds``). The FLOPs of one step are counted
+with ``torch.utils.flop_counter.FlopCounterMode`` on the bare step (never compiled: the counter sees every
+operation) (matrix products and convolutions, forward and
 backward) and divided by the step time; on CUDA, and wherever ``--peak-tflops`` is given, also by the
 peak (default on CUDA 989 TFLOP/s, H100 SXM dense bf16) to give the model FLOPs utilisation.
 
@@ -140,13 +141,13 @@ def main() -> None:
         best["trainer"] = min(best["trainer"], time_steps(trainer_step, steps, device))
     rate = {k: steps * batch_size / v for k, v in best.items()}
     print(f"{backbone}, batch {batch_size}, {args.classes} classes, device {device}"
-          f"{' (bf16 autocast, channels_last)' if cuda else ''}{', compiled' if args.compile else ''}")
+          f"{f' ({args.amp_dtype} autocast, channels_last)' if cuda else ''}{', compiled' if args.compile else ''}")
     print(f"trainer step: {rate['trainer']:.1f} images/s; bare torch loop: {rate['bare']:.1f} images/s; "
           f"ratio {rate['trainer'] / rate['bare']:.3f} (target >= 0.9)")
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as flops:
-        trainer_step()
+    with FlopCounterMode(display=False) as flops:  # on the bare (never compiled) step: the same computation
+        bare_step()
     total = flops.get_total_flops()
     achieved = total / (best["trainer"] / steps) / 1e12
     line = (f"FLOPs per step (student fwd+bwd, teacher fwd): {total / 1e12:.3f} TFLOP = "

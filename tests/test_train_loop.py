@@ -299,9 +299,46 @@ def test_non_finite_loss_stops_before_a_checkpoint(faces, tmp_path, log_every):
     from frmask.train.loop import NonFiniteLoss, train
 
     config = _config("lg", steps=6, log_every=log_every, checkpoint_every=2 if log_every == 1 else 3)
-    with pytest.raises(NonFiniteLoss, match=r"step 3: the training loss is not finite .*KD sum nan"):
+    with pytest.raises(NonFiniteLoss, match=r"step 3: over the last \d steps the training loss was not finite "
+                                            r"\(CE sum [0-9.e+]+, KD sum nan\)"):
         train(config, faces, tmp_path / "run", teacher=_FailingTeacher(bad_from=2), progress=False)
     assert [s for s, _ in list_checkpoints(tmp_path / "run")] == ([2] if log_every == 1 else [])
+
+
+@needs_data
+def test_resume_a_checkpoint_of_an_older_version(runs, faces, tmp_path):
+    """A checkpoint written before a config field existed resumes when the field has its default value."""
+    import shutil
+
+    from frmask.train.loop import train
+
+    run = tmp_path / "old"
+    shutil.copytree(runs["elasticface"], run)
+    step, path = list_checkpoints(run)[-1]
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("init", "amp_dtype"):
+        del state["config"][key]
+    del state["scaler"]
+    torch.save(state, path)
+    result = train(_config("elasticface"), faces, run, resume=True, progress=False)
+    assert result.step == step == 24
+
+
+@needs_data
+def test_non_finite_gradient_stops_before_a_checkpoint(faces, tmp_path):
+    """Gradients turned NaN from step 3 on (the loss of step 3 is still finite): the run stops before the
+    checkpoint of step 3, whose weights the NaN update would have reached."""
+    from frmask.train.loop import NonFiniteLoss, train
+
+    def poison(done, trainer):
+        if done == 2:
+            trainer.backbone.fc.weight.register_hook(lambda grad: grad * float("nan"))
+
+    config = _config("elasticface", steps=6, log_every=4, checkpoint_every=3)
+    with pytest.raises(NonFiniteLoss, match=r"step 3: over the last 3 steps the gradient norm was not finite "
+                                            r"in 1 of them"):
+        train(config, faces, tmp_path / "run", progress=False, on_step=poison)
+    assert list_checkpoints(tmp_path / "run") == []
 
 
 @needs_data
@@ -347,6 +384,9 @@ def test_init_starts_the_student_from_given_weights(runs, faces, tmp_path):
         assert result.step == 1 and seen
         assert all(torch.equal(seen[k], source[k]) for k in seen), spec
         assert f'init = "{Path(spec).resolve()}"' in (run / "config.toml").read_text()
+    # a resumed run keeps its init, whether or not it is given again
+    again = train(_config("aug", steps=1, lr=0.0, weight_decay=0.0), faces, run, resume=True, progress=False)
+    assert again.step == 1 and f'init = "{wrapped.resolve()}"' in (run / "config.toml").read_text()
 
     res = CliRunner().invoke(click.Group(commands=[train_command]), [
         "train", "--variant", "aug", "--data", str(faces), "--out", str(tmp_path / "cli"), "--scale", "small",

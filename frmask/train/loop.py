@@ -160,6 +160,7 @@ class Trainer:
 
         The constructor applies the config's settings on CUDA and float32 elsewhere; calling this before
         the first step applies them on any device (the tests run the CUDA code path on the CPU this way).
+        It starts a new GradScaler: call it before :meth:`load_state_dict`, never after.
         """
         import torch
 
@@ -184,8 +185,10 @@ class Trainer:
     def train_step(self, step: int, batch: dict) -> dict[str, Any]:
         """One optimisation step on ``batch`` (dict with ``student``, ``teacher``, ``label``).
 
-        Returns detached device tensors ``ce`` and ``kd`` (None when no teacher ran), and the floats
-        ``lambda`` and ``lr`` used. Nothing here synchronises with the GPU.
+        Returns detached device tensors ``ce`` and ``kd`` (None when no teacher ran) and ``bad_grad``
+        (whether the backbone's gradient norm was not finite; None when not clipped or when the float16
+        scaler handles overflows), and the floats ``lambda`` and ``lr`` used. Nothing here synchronises
+        with the GPU.
         """
         import torch
         import torch.nn.functional as F
@@ -210,9 +213,12 @@ class Trainer:
             loss = ce + lam * kd
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # the scaler passes everything through unless float16
+        bad_grad = None
         if self.config.clip_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), self.config.clip_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), self.config.clip_grad_norm)
+            if not self.scaler.is_enabled():  # (with the scaler, an overflow only skips the step)
+                bad_grad = ~torch.isfinite(norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.scaler.is_enabled():  # a step the scaler skipped (overflow) makes the scheduler warn; expected
@@ -221,7 +227,8 @@ class Trainer:
                 self.scheduler.step()
         else:
             self.scheduler.step()
-        return {"ce": ce.detach(), "kd": None if kd is None else kd.detach(), "lambda": lam, "lr": lr}
+        return {"ce": ce.detach(), "kd": None if kd is None else kd.detach(), "lambda": lam, "lr": lr,
+                "bad_grad": bad_grad}
 
     # ---------------------------------------------------------------------------------------- state
 
@@ -262,18 +269,28 @@ class TrainResult:
 
 
 class NonFiniteLoss(ValueError):
-    """The training loss became NaN or infinite (checked at every log step and before every checkpoint)."""
+    """The loss or the gradients became NaN or infinite (checked at every log step and before every
+    checkpoint, so that no checkpoint holds weights they reached)."""
 
 
-def _check_finite(values: list[float], done: int, steps: int, out: Path) -> None:
-    """Raise :class:`NonFiniteLoss` unless the summed CE and KD of the last ``steps`` steps are finite."""
-    ce, kd = values[0], values[1]
-    if math.isfinite(ce) and math.isfinite(kd):
+def _check_finite(values: list[float], done: int, steps: int, out: Path, trainer: Trainer) -> None:
+    """Raise :class:`NonFiniteLoss` unless the summed CE and KD of the last ``steps`` steps are finite and
+    none of them had a non-finite gradient norm (``values``: the running sums of :func:`_run`)."""
+    ce, kd, bad_grads = values[0], values[1], values[3]
+    finite_loss = math.isfinite(ce) and math.isfinite(kd)
+    if finite_loss and bad_grads == 0:
         return
-    raise NonFiniteLoss(f"step {done}: the training loss is not finite (CE sum {ce}, KD sum {kd} over the last "
-                        f"{steps} steps); stopped without checkpointing it (earlier checkpoints in {out} are "
-                        f"intact). Lower the learning rate, use amp_dtype = \"bfloat16\" instead of float16, or "
-                        f"check that the teacher's embeddings are finite")
+    what = (f"the training loss was not finite (CE sum {ce}, KD sum {kd})" if not finite_loss
+            else f"the gradient norm was not finite in {bad_grads:g} of them")
+    if not trainer.amp:
+        hint = ""
+    elif trainer.scaler.is_enabled():
+        hint = ', use amp_dtype = "bfloat16" instead of float16'
+    else:
+        hint = ", train without autocast (amp = false)"
+    raise NonFiniteLoss(f"step {done}: over the last {steps} steps {what}; stopped without checkpointing it "
+                        f"(earlier checkpoints in {out} are intact). Lower the learning rate{hint}, or check "
+                        f"that the teacher's embeddings are finite")
 
 
 class _Stop:
@@ -332,7 +349,7 @@ def _init_weights(config: TrainConfig) -> dict | None:
 
     try:
         return load_torch_backbone(config.init)[0].state_dict()
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, KeyError) as exc:
         raise ValueError(f"init: {exc}") from None
 
 
@@ -348,8 +365,12 @@ def _initialise(backbone, state: dict, config: TrainConfig) -> None:
 
 
 def _check_resume(ckpt: dict, config: TrainConfig, data_info: dict) -> None:
-    old = ckpt["config"]
-    diff = config_diff(old, config.to_dict())
+    """Refuse to resume with a different configuration (runtime keys and ``init``, which only matters at
+    the start, aside; keys a checkpoint of an older frmask lacks count as their defaults) or data."""
+    from frmask.train.config import RUNTIME_KEYS
+
+    old = {**TrainConfig().to_dict(), **ckpt["config"]}
+    diff = config_diff(old, config.to_dict(), ignore=RUNTIME_KEYS | {"init"})
     if diff:
         now = config.to_dict()
         parts = [f"{k} (run: {old.get(k, '<missing>')!r}, now: {now.get(k, '<missing>')!r})" for k in diff]
@@ -367,10 +388,10 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
 
     ``teacher``: a path (run folder, checkpoint, backbone ``.pth`` or ``.onnx``; stored in the config as
     an absolute path), a teacher object (a callable with ``embedding_size``), or None (``config.teacher``).
+    Needed exactly when the config's lambda can be > 0; given otherwise, it is ignored with a warning.
     ``config.init`` (a run folder, checkpoint or backbone ``.pth``, stored as an absolute path) initialises
     the student backbone at the start of a new run (as the authors' ``--pretrained_student``); the head
-    starts fresh, since its classes are those of this run's data.
-    Needed exactly when the config's lambda can be > 0; given otherwise, it is ignored with a warning.
+    starts fresh, since its classes are those of this run's data. A resumed run keeps its own ``init``.
     ``evaluators``: callables ``(embed_fn) -> dict`` run every ``eval_every`` steps and at the end on rank
     0 (default: a :class:`frmask.train.evaluate.BinEvaluator` per ``config.eval_bins`` entry).
     ``on_step(steps_done, trainer)`` is called after every step (tests, custom hooks).
@@ -428,6 +449,7 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
                 raise ValueError(f"--resume: {out} holds no checkpoint to resume from")
             ckpt = load_checkpoint(path)
             _check_resume(ckpt, config, data_info)
+            config = config.replace(init=ckpt["config"].get("init", ""))
         elif latest_checkpoint(out) is not None:
             raise ValueError(f"{out} already holds checkpoints of a run; pass --resume to continue it or choose "
                              f"another output folder")
@@ -507,7 +529,7 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
     embed_fn = make_embed_fn(trainer.backbone, device=dev, batch_size=config.eval_batch_size,
                              flip=config.eval_flip, amp=trainer.amp, amp_dtype=config.amp_dtype,
                              channels_last=trainer.channels_last)
-    sums = torch.zeros(3, dtype=torch.float64, device=dev)  # ce, kd, steps with kd
+    sums = torch.zeros(4, dtype=torch.float64, device=dev)  # ce, kd, steps with kd, non-finite grad norms
     count = 0
     images_per_step = config.batch_size
     t_interval = t_start = time.perf_counter()
@@ -523,6 +545,8 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
                 if stats["kd"] is not None:
                     sums[1] += stats["kd"]
                     sums[2] += 1
+                if stats["bad_grad"] is not None:
+                    sums[3] += stats["bad_grad"]
                 count += 1
                 done = step + 1
                 bar.update(1)
@@ -532,8 +556,8 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
                     if world > 1:
                         dist.all_reduce(values)
                         values /= world
-                    ce, kd_sum, kd_n = values.tolist()
-                    _check_finite([ce, kd_sum], done, count, out)
+                    ce, kd_sum, kd_n, bad_grads = values.tolist()
+                    _check_finite([ce, kd_sum, kd_n, bad_grads], done, count, out, trainer)
                     now = time.perf_counter()
                     rate = count * images_per_step / max(now - t_interval, 1e-9)
                     kd = kd_sum / kd_n if kd_n else None
@@ -554,11 +578,11 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
                     dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=ctrl)
                     stopping = bool(flag.item())
                 if stopping or last or done % config.checkpoint_every == 0:
-                    if count:  # steps since the last log step: never checkpoint weights a NaN has reached
+                    if count:  # steps since the last log step: no checkpoint of weights a NaN has reached
                         values = sums.clone()
                         if world > 1:
                             dist.all_reduce(values)
-                        _check_finite(values.tolist(), done, count, out)
+                        _check_finite(values.tolist(), done, count, out, trainer)
                     states = [rng_state()]
                     if world > 1:
                         states = [None] * world

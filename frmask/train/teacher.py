@@ -167,6 +167,9 @@ def load_teacher(spec: str | Path, *, device="cpu", amp: bool = True, channels_l
     if path.suffix.lower() == ".onnx":
         profile = {k: v for k, v in (("channels", channels), ("normalization", normalization)) if v}
         return OnnxTeacher(path, device=device, **profile)
-    model, source = load_torch_backbone(path)
+    try:
+        model, source = load_torch_backbone(path)
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"teacher: {exc}") from None
     return TorchTeacher(model, device=device, amp=amp, channels_last=channels_last, amp_dtype=amp_dtype,
                         source=source)
