@@ -293,6 +293,17 @@ def _check_finite(values: list[float], done: int, steps: int, out: Path, trainer
                         f"that the teacher's embeddings are finite")
 
 
+def _mean_over_processes(sums, world: int) -> list[float]:
+    """The running sums of :func:`_run`, averaged over the ``world`` processes (all of them must call)."""
+    values = sums.clone()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(values)
+        values /= world
+    return values.tolist()
+
+
 class _Stop:
     """SIGINT/SIGTERM -> a flag read between steps; a second SIGINT raises KeyboardInterrupt at once."""
 
@@ -552,12 +563,9 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
                 bar.update(1)
                 last = done == config.steps
                 if done % config.log_every == 0 or last:
-                    values = sums.clone()
-                    if world > 1:
-                        dist.all_reduce(values)
-                        values /= world
-                    ce, kd_sum, kd_n, bad_grads = values.tolist()
-                    _check_finite([ce, kd_sum, kd_n, bad_grads], done, count, out, trainer)
+                    values = _mean_over_processes(sums, world)
+                    _check_finite(values, done, count, out, trainer)
+                    ce, kd_sum, kd_n, _ = values
                     now = time.perf_counter()
                     rate = count * images_per_step / max(now - t_interval, 1e-9)
                     kd = kd_sum / kd_n if kd_n else None
@@ -579,10 +587,7 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
                     stopping = bool(flag.item())
                 if stopping or last or done % config.checkpoint_every == 0:
                     if count:  # steps since the last log step: no checkpoint of weights a NaN has reached
-                        values = sums.clone()
-                        if world > 1:
-                            dist.all_reduce(values)
-                        _check_finite(values.tolist(), done, count, out, trainer)
+                        _check_finite(_mean_over_processes(sums, world), done, count, out, trainer)
                     states = [rng_state()]
                     if world > 1:
                         states = [None] * world
