@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/oracles.py
@@ -26,3 +27,14 @@ def pytest_configure(config):
         os.environ["FRMASK_TEMPLATE_CACHE"] = tempfile.mkdtemp(prefix="frmask-template-cache-")
     if "FRMASK_CACHE" not in os.environ:
         os.environ["FRMASK_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="frmask-cache-"), "embeddings.sqlite")
+
+
+@pytest.fixture(scope="module")
+def two_torch_threads():
+    """At most two torch threads for a module's tests (as on CI), the previous setting restored after."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+    torch.set_num_threads(old)

@@ -10,8 +10,6 @@ The reference is always the float32, contiguous CPU step from the same initial w
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -29,12 +27,7 @@ DTYPES = ["bfloat16", "float16"]
 CLASSES = 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def _config(**changes):
