@@ -19,11 +19,13 @@ Run by hand:  python benchmarks/bench_train_data.py [--workers 2] [--samples 600
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mfr2"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_synth import MFR2  # noqa: E402
 
 
 def per_sample_rate(dataset, samples: int, epoch0: int) -> float:
@@ -36,7 +38,7 @@ def per_sample_rate(dataset, samples: int, epoch0: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DATA, help="identity folder to pack (default: MFR2)")
+    ap.add_argument("--data", type=Path, default=MFR2, help="identity folder to pack (default: MFR2)")
     ap.add_argument("--samples", type=int, default=600, help="samples per timed round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
