@@ -47,9 +47,11 @@ def _embedder(model, device, batch_size, flip, layout, channels, normalization, 
 
 def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta, convention, threads, extra=None):
     """Score, write the run folder, and return (result, markdown table)."""
-    from frmask.report import markdown_table, write_run
+    from frmask.report import check_out_dir, markdown_table, write_run
     from frmask.scoring import score_protocol
 
+    if out:
+        check_out_dir(out)  # before the long part: a refused --out is said at once
     bar = _progress(len(protocol.images), f"embedding {protocol.name}")
     try:
         result = score_protocol(embedder, protocol, model_name=model_name, detector=detector, cache=cache,

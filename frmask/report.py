@@ -10,16 +10,14 @@ A run folder holds:
   ``histograms.png`` (genuine/impostor scores per scenario).
 
 The folder is built beside its destination and renamed into place, so an interrupted run leaves nothing
-half written; an existing run folder is replaced, any other non-empty folder is refused.
+half written. It carries a manifest (``.frmask-manifest.json``) of what it holds; an existing ``out`` is
+replaced only when it holds nothing else, unchanged (:func:`_replace_dir`), so no user file is ever deleted.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -107,25 +105,39 @@ def scores_frame(result):
     return frame
 
 
+#: what ``frmask score`` wrote in a run folder before run folders carried a manifest
+_LEGACY_RUN_FILES = frozenset({"metrics.json", "scores.csv", "failures.csv", "report.md", "det.png",
+                               "histograms.png"})
+
+
+def _legacy_run_files(folder: Path):
+    """The names an older ``frmask score`` wrote in ``folder`` (one without a manifest), or None when it
+    does not look like such a run (no ``metrics.json``)."""
+    return _LEGACY_RUN_FILES if (folder / "metrics.json").is_file() else None
+
+
+def check_out_dir(out) -> None:
+    """ValueError unless ``out`` can receive a run folder (see :func:`_replace_dir`); call it before long work."""
+    _atomic.check_replaceable(out, _legacy_run_files)
+
+
 def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"{out}: exists and is not a folder")
-        if any(out.iterdir()) and not (out / "metrics.json").is_file():
-            raise ValueError(f"{out}: a non-empty folder that is not an frmask run; choose another --out")
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    """Put the finished run folder ``tmp`` (built beside ``out``) at ``out``, never deleting a user's file.
+
+    ``out`` must not exist, or be empty, or be a run folder frmask wrote that holds nothing else, unchanged:
+    its manifest (written here, from ``tmp``'s contents, just before the rename) lists every entry; a run
+    folder of an older frmask without a manifest may hold only the files ``frmask score`` wrote then.
+    Anything else is refused with a ValueError naming the entries. ``out`` must not be the current folder
+    or hold it. Stale temporary folders of ``out`` left by a killed run are removed (:mod:`frmask._atomic`).
+    """
+    _atomic.replace_dir(tmp, out, legacy=_legacy_run_files)
 
 
 def write_run(result, out, *, title: str | None = None, plots: bool = True) -> Path:
     """Write the run folder ``out`` of a :class:`~frmask.scoring.ScoreResult` (module docstring)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    check_out_dir(out)
+    tmp = _atomic.make_temp_dir(out)
     try:
         metrics = {"run": result.run}
         for name, rep in result.reports.items():
@@ -144,10 +156,9 @@ def write_run(result, out, *, title: str | None = None, plots: bool = True) -> P
         (tmp / "report.md").write_text(md)
         if plots:
             _run_plots(result, tmp, title)
-        os.chmod(tmp, 0o777 & ~_atomic._umask())
         _replace_dir(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _atomic.discard_temp_dir(tmp)
         raise
     return out
 
