@@ -22,7 +22,9 @@ user deleted are fine); anything else is refused with the entries named, and not
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -188,6 +190,19 @@ def write_bytes_atomic(path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def csv_text(rows) -> str:
+    """Rows (sequences of values) as CSV text through the csv module: a field holding a comma, a quote or a
+    newline is quoted and round-trips; ``None`` is an empty field; lines end with ``\\n``."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def write_csv_atomic(path, rows) -> None:
+    """Write ``rows`` (the header first) to ``path`` as CSV (:func:`csv_text`), atomically."""
+    write_text_atomic(path, csv_text(rows))
+
+
 # --------------------------------------------------------------------------------------- atomic folders
 
 
@@ -283,7 +298,10 @@ def _written(folder: Path, legacy) -> dict | None:
     if entries is not None:
         return entries
     names = legacy(folder) if legacy is not None else None
-    return None if names is None else {name: {} for name in names}
+    if names is None:
+        return None
+    return {name: {"dir": True} if (folder / name).is_dir() and not (folder / name).is_symlink() else {}
+            for name in names}
 
 
 def foreign_entries(folder, legacy=None) -> list[str]:

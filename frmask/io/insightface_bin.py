@@ -301,14 +301,18 @@ def decode_image(data: bytes, index: int | None = None, *, source: PathLike | No
 
     Uses ``cv2.imdecode`` with ``IMREAD_COLOR`` (as MXNet's ``imdecode`` does): grey images are
     replicated to three channels, an alpha channel is dropped, 16-bit images are reduced to 8 bits and
-    the EXIF orientation is applied. ``index`` and ``source`` only serve the error message.
+    the EXIF orientation is applied. ``index`` and ``source`` only serve the error message. An image whose
+    header claims more pixels than :func:`frmask.io.images.max_pixels` is refused before decoding.
     A truncated JPEG may still decode (libjpeg fills the missing rows) and is not reported.
     """
     import cv2
 
+    from frmask.io.images import check_pixels
+
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
         raise FormatError("empty image data", path=source, index=index)
+    check_pixels(data, path=source, index=index)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:

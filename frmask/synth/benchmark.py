@@ -299,10 +299,12 @@ def _decode_bgr(data: bytes, index: int) -> np.ndarray:
     import cv2
 
     from frmask.io.errors import FormatError
+    from frmask.io.images import check_pixels
 
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
         raise FormatError("empty image data", index=index)
+    check_pixels(data, index=index)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
