@@ -154,17 +154,33 @@ def _remove_if_unlocked(path: Path, kind: str) -> bool:
 # ----------------------------------------------------------------------------------------- atomic files
 
 
+def _new_temp_file(target: Path) -> tuple[int, Path]:
+    """``(fd, path)`` of a new temporary file ``.NAME.XXXXXXXX.tmp`` beside ``target``, locked while ``fd`` is
+    open; stale temporary files of ``target`` are removed first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target.parent, target.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _try_lock(fd)
+    return fd, Path(tmp)
+
+
+def open_temp_file(target):
+    """``(binary file open for writing, its path)``: a new locked temporary file beside ``target`` for a
+    writer that renames it itself (as :class:`frmask.io.recordio.RecordWriter` does); stale ones of
+    ``target`` are removed first. The lock lasts until the file is closed."""
+    fd, tmp = _new_temp_file(Path(target))
+    os.chmod(tmp, 0o666 & ~_umask())
+    return os.fdopen(fd, "wb"), tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
     Stale temporary files of ``path`` left by a killed run are removed first (module docstring)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _new_temp_file(path)
     try:
-        _try_lock(fd)
-        yield Path(tmp)
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

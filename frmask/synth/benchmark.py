@@ -371,6 +371,10 @@ def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec
     if spec.legacy not in (None, "maskinv"):
         raise ValueError(f"unknown legacy renderer {spec.legacy!r}; the only one is 'maskinv'")
     points68 = use_landmarks68(spec, landmarks, auto=False)
+    from frmask._paths import refuse_same
+
+    for path in (os.fspath(out), os.fspath(out) + ".masks.csv", os.fspath(out) + ".preview.png"):
+        refuse_same(path, data)  # X.bin -> X.bin (or a link to it) would overwrite the input
     bench = read_bin(data)
     todo = masked_indices(len(bench.images), mode)
     images = list(bench.images)
@@ -424,14 +428,16 @@ def _collect(res, images, rows, progress) -> None:
 
 
 def _sidecar_text(n: int, rows: dict, mask_name: str) -> str:
-    lines = ["index,masked,mask_type,r,g,b,jitter"]
+    from frmask._atomic import csv_text
+
+    lines = [("index", "masked", "mask_type", "r", "g", "b", "jitter")]
     for i in range(n):
         if i in rows:
             (r, g, b), jitter = rows[i]
-            lines.append(f"{i},1,{mask_name},{r},{g},{b},{' '.join(map(str, jitter))}")
+            lines.append((i, 1, mask_name, r, g, b, " ".join(map(str, jitter))))
         else:
-            lines.append(f"{i},0,,,,,")
-    return "\n".join(lines) + "\n"
+            lines.append((i, 0, "", "", "", "", ""))
+    return csv_text(lines)
 
 
 def _preview(before, after, masked_idx, n: int = 8) -> bytes:
