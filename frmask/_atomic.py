@@ -427,3 +427,27 @@ def _rmdir(path: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def atomic_paths(paths):
+    """Yield one temporary path per target (all created first); on success all replace their targets,
+    on any error (while creating the temporaries or in the caller's block) none does and all are removed.
+
+    For commands with several outputs: either every file is written or none is. An OSError about a
+    temporary (or about creating one) is raised again naming the user's path, never the hidden file.
+    """
+    paths = [Path(p) for p in paths]
+    current = None
+    temporaries: dict[str, Path] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            for current in paths:
+                temporaries[str(stack.enter_context(atomic_path(current)))] = current
+            current = None
+            yield [Path(t) for t in temporaries]
+    except OSError as exc:
+        target = temporaries.get(str(exc.filename)) or current
+        if target is None:
+            raise
+        raise OSError(exc.errno, f"{target}: cannot write the file: {exc.strerror}") from None
