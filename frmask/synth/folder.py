@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from frmask.synth.benchmark import (JPEG_QUALITY, SIZE, MaskSpec, contact_sheet_png, load_template, prepare_template,
-                                    render_one, render_state, use_landmarks68)
+from frmask.synth.benchmark import (JPEG_QUALITY, SIZE, MaskSpec, check_spec, prepare_template, render_one,
+                                    render_state, use_landmarks68, variant_label)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -137,7 +137,7 @@ def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detect
         from frmask.faces.landmarks_csv import read_landmarks_csv
 
         table = read_landmarks_csv(landmarks_csv)
-    load_template(spec)  # fail fast on a bad template, before any output
+    check_spec(spec)  # fail fast on a bad template or colour, before any output
     points68 = use_landmarks68(spec, landmarks, auto=True)
     dataset = src.resolve().name
     shown = set(np.linspace(0, len(files) - 1, min(8, len(files))).astype(int).tolist())  # preview tiles
@@ -160,15 +160,22 @@ def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detect
                 progress(1)
     failures = [(rel, err) for _, rel, err, _ in results if err]
     done = [(i, rel, rec) for i, rel, err, rec in results if not err]
-    rows = ["index,path,mask_type,r,g,b,jitter"]
+    rows = ["index,path,mask_type,r,g,b,jitter,coverage,color"]
     name = spec.legacy and "maskinv-legacy" or (spec.template and os.path.basename(spec.template)) or spec.mask_type
-    rows += [f"{i},{rel},{name},{r},{g},{b},{' '.join(map(str, jit))}" for i, rel, ((r, g, b), jit, _, _) in done]
+    variant = ",".join(variant_label(spec))
+    rows += [f"{i},{rel},{name},{r},{g},{b},{' '.join(map(str, jit))},{variant}"
+             for i, rel, ((r, g, b), jit, _, _) in done]
     dst.mkdir(parents=True, exist_ok=True)
     write_text_atomic(dst / "masks.csv", "\n".join(rows) + "\n")
     write_text_atomic(dst / "failures.csv", "path,reason\n" + "".join(f"{rel},{err}\n" for rel, err in failures))
     outputs = {"images": str(dst), "sidecar": str(dst / "masks.csv"), "failures": str(dst / "failures.csv")}
-    tiles = [rec for _, _, rec in done if rec[2] is not None]
+    tiles = [(i, rec) for i, _, rec in done if rec[2] is not None]
     if tiles:
-        write_bytes_atomic(dst / "preview.png", contact_sheet_png([r[2] for r in tiles], [r[3] for r in tiles]))
+        from frmask.synth.preview import contact_sheet_png, coverage_rows
+
+        originals = [r[2] for _, r in tiles]
+        rows = coverage_rows(spec, seed, dataset, originals, [i for i, _ in tiles], [r[0] for _, r in tiles],
+                             [r[3] for _, r in tiles])
+        write_bytes_atomic(dst / "preview.png", contact_sheet_png(originals, *rows))
         outputs["preview"] = str(dst / "preview.png")
     return FolderSummary(len(files), len(done), failures, outputs, time.perf_counter() - t0)
