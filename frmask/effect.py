@@ -340,10 +340,11 @@ def run_effect(embedder, protocol, variants: list, *, targets=DEFAULT_TARGETS, b
     from frmask.synth.colors import named_color
     from frmask.synth.shapes import SHAPE_NAMES
 
+    n_probes = sum(crops[i] is not None for i in probes)
     for k, variant in enumerate(variants, start=1):
-        masked = masked_crops(variant, crops, probes)
-        bar = progress(f"variant {k}/{len(variants)} {variant.label}", len(masked))
+        bar = progress(f"variant {k}/{len(variants)} {variant.label}", n_probes)
         try:
+            masked = masked_crops(variant, crops, probes)
             emb = _embed(embedder, f"{protocol.name}/{variant.label}", masked, n, cache=cache, threads=threads,
                          progress=bar.update, counts=counts)
         finally:
