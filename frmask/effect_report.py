@@ -12,15 +12,12 @@
 - ``metrics.json``: the baseline report as a score run holds it (``{"run", "all"}``), so ``frmask report``
   reads an effect folder like any run.
 
-The folder is built beside its destination and renamed into place (:func:`frmask.report._replace_dir`).
+The folder is built beside its destination and renamed into place (:func:`frmask.report.building_dir`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 FILES = ("effect.json", "effect.csv", "effect.md", "effect.png", "metrics.json")
@@ -142,14 +139,11 @@ def write_effect_run(result, out, *, title: str | None = None) -> Path:
     """Write the run folder ``out`` of an :class:`~frmask.effect.EffectResult` (module docstring)."""
     import pandas as pd
 
-    from frmask import _atomic
-    from frmask.report import _json_safe, _replace_dir
+    from frmask.report import _json_safe, building_dir
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     title = title or f"Mask effect: {result.run['model']['name'] or 'model'} on {result.run['protocol']['name']}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with building_dir(out) as tmp:
         (tmp / "effect.json").write_text(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False) + "\n")
         pd.DataFrame(effect_rows(result)).to_csv(tmp / "effect.csv", index=False, float_format="%.9g")
         (tmp / "effect.md").write_text(effect_markdown(result, title))
@@ -157,9 +151,4 @@ def write_effect_run(result, out, *, title: str | None = None) -> Path:
         baseline = {k: v for k, v in result.baseline.items() if k not in ("targets", "eer_ci")}
         metrics = {"run": {**result.run, "kind": "effect"}, "all": baseline}
         (tmp / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
-        os.chmod(tmp, 0o777 & ~_atomic._umask())
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

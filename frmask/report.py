@@ -20,6 +20,8 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -121,12 +123,26 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
-def write_run(result, out, *, title: str | None = None, plots: bool = True) -> Path:
-    """Write the run folder ``out`` of a :class:`~frmask.scoring.ScoreResult` (module docstring)."""
+@contextmanager
+def building_dir(out) -> Iterator[Path]:
+    """A new temporary folder beside ``out``, to write a run folder into: when the block ends normally it is
+    renamed into place (:func:`_replace_dir`), when it raises it is removed, so nothing half written is left."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_atomic._umask())
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_run(result, out, *, title: str | None = None, plots: bool = True) -> Path:
+    """Write the run folder ``out`` of a :class:`~frmask.scoring.ScoreResult` (module docstring)."""
+    out = Path(out)
+    with building_dir(out) as tmp:
         metrics = {"run": result.run}
         for name, rep in result.reports.items():
             metrics[name] = {**rep.to_dict(), "notes": list(rep.notes)}
@@ -144,11 +160,6 @@ def write_run(result, out, *, title: str | None = None, plots: bool = True) -> P
         (tmp / "report.md").write_text(md)
         if plots:
             _run_plots(result, tmp, title)
-        os.chmod(tmp, 0o777 & ~_atomic._umask())
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
