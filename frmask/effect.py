@@ -230,9 +230,10 @@ def baseline_thresholds(genuine, impostor, targets, *, fta: str = "reject") -> d
 class _Stats:
     """The bootstrap side of one variant: intervals of any statistic of its (genuine, impostor) scores."""
 
-    def __init__(self, g, i, sg, si, *, level, n_boot, seed):
+    def __init__(self, g, i, sg, si, *, level, n_boot, seed, base_g=None):
         self.g, self.i, self.sg, self.si = g, i, sg, si
         self.level, self.n_boot, self.seed = level, n_boot, seed
+        self.base_g = base_g  # the baseline's genuine scores, pair for pair, for the paired ratio interval
 
     def ci(self, statistic) -> list | None:
         if self.level is None:
@@ -242,6 +243,31 @@ class _Stats:
         subjects = {} if self.sg is None else dict(genuine_subjects=self.sg, impostor_subjects=self.si)
         iv = bootstrap_ci(self.g, self.i, statistic, n_boot=self.n_boot, level=self.level, seed=self.seed, **subjects)
         return [iv.low, iv.high]
+
+    def ratio_ci(self, threshold: float, fta: str) -> list | None:
+        """Paired bootstrap interval of FNMR(variant) / FNMR(baseline) at ``threshold``: each resample draws the
+        same subjects (pairs) for both, as :meth:`ci` does; resamples whose baseline has no false non-match have
+        no ratio and are skipped; None when more than half of them are."""
+        if self.level is None or self.base_g is None:
+            return None
+        from frmask.metrics import rates_at_threshold
+        from frmask.metrics.intervals import bootstrap_resamples, percentile_interval
+
+        def fnmr(g):
+            return rates_at_threshold(g, np.zeros(1), threshold, fta=fta).fnmr  # FNMR needs no impostor score
+
+        subjects = {} if self.sg is None else dict(genuine_subjects=self.sg, impostor_subjects=self.si)
+        values = []
+        for gb, _ in bootstrap_resamples(np.arange(len(self.g), dtype=np.float64), np.arange(len(self.i), dtype=np.float64),
+                                         n_boot=self.n_boot, seed=self.seed, **subjects):
+            idx = gb.astype(np.int64)
+            if idx.size:
+                base = fnmr(self.base_g[idx])
+                if base > 0:
+                    values.append(fnmr(self.g[idx]) / base)
+        if len(values) * 2 < self.n_boot:
+            return None
+        return list(percentile_interval(values, self.level))
 
 
 def variant_figures(genuine, impostor, points: dict, baseline_fixed: dict, *, fta: str = "reject", stats=None) -> dict:
@@ -261,6 +287,7 @@ def variant_figures(genuine, impostor, points: dict, baseline_fixed: dict, *, ft
             "fixed": {"threshold": t, "fnmr": fixed.fnmr, "fmr": fixed.fmr,
                       "false_non_matches": fixed.false_non_matches, "false_matches": fixed.false_matches,
                       "fnmr_ratio": fnmr_ratio(fixed.fnmr, baseline_fixed[key]),
+                      "fnmr_ratio_ci": stats.ratio_ci(t, fta),
                       "fnmr_ci": stats.ci(lambda g, i, t=t: rates_at_threshold(g, i, t, fta=fta).fnmr),
                       "fmr_ci": stats.ci(lambda g, i, t=t: rates_at_threshold(g, i, t, fta=fta).fmr)},
             "recalibrated": {"threshold": own.threshold, "fnmr": own.fnmr, "fmr": own.fmr,
@@ -329,7 +356,7 @@ def run_effect(embedder, protocol, variants: list, *, targets=DEFAULT_TARGETS, b
         subjects = (sa[genuine], np.column_stack([sa[~genuine], sb[~genuine]]))
 
     def stats(g, i):
-        return _Stats(g, i, *subjects, level=ci, n_boot=n_boot, seed=seed)
+        return _Stats(g, i, *subjects, level=ci, n_boot=n_boot, seed=seed, base_g=bg)
 
     base_fixed = {key: op.fnmr for key, op in points.items()}
     baseline = {**report.to_dict(), "notes": list(report.notes),

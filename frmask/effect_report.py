@@ -50,6 +50,7 @@ def effect_rows(result) -> list[dict]:
                    "recalibrated_fmr": own.get("fmr"), "eer": v["eer"], "n_genuine": v["n_genuine"],
                    "n_impostor": v["n_impostor"], "n_fta": v["n_fta"]}
             for name, ci in (("fnmr", fixed.get("fnmr_ci")), ("fmr", fixed.get("fmr_ci")),
+                             ("fnmr_ratio", fixed.get("fnmr_ratio_ci")),
                              ("recalibrated_fnmr", own.get("fnmr_ci")), ("eer", v.get("eer_ci"))):
                 if ci:
                     row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ci
@@ -76,6 +77,8 @@ def effect_markdown(result, title: str) -> str:
             t = v["targets"][key]
             fixed, own = t["fixed"], t["recalibrated"]
             ratio = "–" if fixed["fnmr_ratio"] is None else f"{fixed['fnmr_ratio']:.2f}"
+            if fixed.get("fnmr_ratio_ci"):
+                ratio += f" [{fixed['fnmr_ratio_ci'][0]:.2f}, {fixed['fnmr_ratio_ci'][1]:.2f}]"
             lines.append(f"| {v['label']} | {v['shape']} | {v['coverage']} | {v['color']} | "
                          f"{_pct(fixed['fnmr'])}{_interval(fixed.get('fnmr_ci'))} | "
                          f"{_pct(fixed['fmr'])}{_interval(fixed.get('fmr_ci'))} | {ratio} | "

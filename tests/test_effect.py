@@ -260,3 +260,27 @@ def test_frmask_effect_sface_on_real_faces(small_mfr2, tmp_path):
     assert rows[0]["variant"] == "baseline" and len(rows) == 5
     md = (tmp_path / "a" / "effect.md").read_text()
     assert "| surgical/high/black | wide | high | black |" in md
+
+
+def test_ratio_interval_is_paired_by_subject():
+    """The FNMR-ratio interval resamples the same subjects for the variant and the baseline: a variant equal to the
+    baseline has the ratio 1 in every resample; a worse one has an interval around its ratio."""
+    from frmask.effect import _Stats
+
+    rng = np.random.default_rng(3)
+    subjects = np.repeat(np.arange(30), 5).astype(str)  # 150 genuine pairs of 30 subjects
+    bg = rng.normal(0.45, 0.12, 150)
+    bi = rng.normal(0.1, 0.1, 2000)
+    si = rng.integers(0, 30, (2000, 2)).astype(str)
+    points = baseline_thresholds(bg, bi, [0.01])
+    base = {key: op.fnmr for key, op in points.items()}
+
+    def figures(vg, vi):
+        stats = _Stats(vg, vi, subjects, si, level=0.9, n_boot=200, seed=1, base_g=bg)
+        return variant_figures(vg, vi, points, base, stats=stats)["targets"]["0.01"]["fixed"]
+
+    same = figures(bg, bi)
+    assert same["fnmr_ratio"] == 1.0 and same["fnmr_ratio_ci"] == [1.0, 1.0]
+    worse = figures(bg - 0.08, bi)
+    assert worse["fnmr_ratio"] > 1 and worse["fnmr_ratio_ci"][0] <= worse["fnmr_ratio"] <= worse["fnmr_ratio_ci"][1]
+    assert worse["fnmr_ratio_ci"][0] > 1  # paired: every resample's variant fails at least as often
