@@ -270,6 +270,16 @@ class _Stats:
         return list(percentile_interval(values, self.level))
 
 
+def score_summary(genuine, impostor) -> dict:
+    """``genuine_mean``, ``genuine_min`` and ``impostor_mean`` of the acquired scores (NaN, a failure to acquire,
+    left out; None when nothing is left): how far a mask moves the scores, also where no rate changes."""
+    g = np.asarray(genuine, np.float64)
+    i = np.asarray(impostor, np.float64)
+    g, i = g[~np.isnan(g)], i[~np.isnan(i)]
+    return {"genuine_mean": float(g.mean()) if g.size else None, "genuine_min": float(g.min()) if g.size else None,
+            "impostor_mean": float(i.mean()) if i.size else None}
+
+
 def variant_figures(genuine, impostor, points: dict, baseline_fixed: dict, *, fta: str = "reject", stats=None) -> dict:
     """The figures of one variant's scores: ``eer`` and per target key ``fixed`` (at the baseline threshold of
     ``points``: fnmr, fmr, counts, ``fnmr_ratio`` to ``baseline_fixed[key]``) and ``recalibrated`` (its own
@@ -278,7 +288,7 @@ def variant_figures(genuine, impostor, points: dict, baseline_fixed: dict, *, ft
 
     stats = stats or _Stats(genuine, impostor, None, None, level=None, n_boot=0, seed=0)
     out = {"eer": float(eer(genuine, impostor, fta=fta)), "eer_ci": stats.ci(lambda g, i: eer(g, i, fta=fta)),
-           "targets": {}}
+           **score_summary(genuine, impostor), "targets": {}}
     for key, op in points.items():
         t = op.threshold
         fixed = rates_at_threshold(genuine, impostor, t, fta=fta)
@@ -361,7 +371,7 @@ def run_effect(embedder, protocol, variants: list, *, targets=DEFAULT_TARGETS, b
     base_fixed = {key: op.fnmr for key, op in points.items()}
     baseline = {**report.to_dict(), "notes": list(report.notes),
                 **{k: v for k, v in variant_figures(bg, bi, points, base_fixed, fta=fta, stats=stats(bg, bi)).items()
-                   if k in ("targets", "eer_ci")}}
+                   if k in ("targets", "eer_ci", "genuine_mean", "genuine_min", "impostor_mean")}}
     probes = sorted(set(protocol.pair_b.tolist()) | (set(protocol.pair_a.tolist()) if both else set()))
     rows, all_scores = [], {"baseline": base_scores}
     from frmask.synth.colors import named_color

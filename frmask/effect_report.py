@@ -38,7 +38,8 @@ def effect_rows(result) -> list[dict]:
     entries = [{"label": "baseline", "mask_type": "", "shape": "", "coverage": "", "color": "",
                 "n_genuine": result.baseline["n_genuine"], "n_impostor": result.baseline["n_impostor"],
                 "n_fta": result.baseline["n_fta"], "eer": result.baseline["eer"],
-                "eer_ci": result.baseline.get("eer_ci"), "targets": result.baseline["targets"]}] + result.variants
+                "eer_ci": result.baseline.get("eer_ci"), "targets": result.baseline["targets"],
+                **{k: result.baseline[k] for k in ("genuine_mean", "genuine_min", "impostor_mean")}}] + result.variants
     for v in entries:
         for key, t in v["targets"].items():
             fixed, own = t["fixed"], t.get("recalibrated", {})
@@ -47,7 +48,8 @@ def effect_rows(result) -> list[dict]:
                    "fnmr": fixed["fnmr"], "fmr": fixed["fmr"], "fnmr_ratio": fixed["fnmr_ratio"],
                    "false_non_matches": fixed["false_non_matches"], "false_matches": fixed["false_matches"],
                    "recalibrated_threshold": own.get("threshold"), "recalibrated_fnmr": own.get("fnmr"),
-                   "recalibrated_fmr": own.get("fmr"), "eer": v["eer"], "n_genuine": v["n_genuine"],
+                   "recalibrated_fmr": own.get("fmr"), "eer": v["eer"], "genuine_mean": v["genuine_mean"],
+                   "genuine_min": v["genuine_min"], "impostor_mean": v["impostor_mean"], "n_genuine": v["n_genuine"],
                    "n_impostor": v["n_impostor"], "n_fta": v["n_fta"]}
             for name, ci in (("fnmr", fixed.get("fnmr_ci")), ("fmr", fixed.get("fmr_ci")),
                              ("fnmr_ratio", fixed.get("fnmr_ratio_ci")),
@@ -64,15 +66,16 @@ def effect_markdown(result, title: str) -> str:
     lines = [f"# {title}", "", run["protocol"]["description"], "",
              f"Baseline (no mask): {result.baseline['n_genuine']:,} genuine, {result.baseline['n_impostor']:,} "
              f"impostor comparisons, {result.baseline['n_fta']} failure(s) to acquire, EER "
-             f"{_pct(result.baseline['eer'])} %. Masked: the {'probes and references' if run['masked'] == 'both' else 'probes (references unmasked)'}.",
+             f"{_pct(result.baseline['eer'])} %, mean genuine score {result.baseline['genuine_mean']:.4f}. Masked: the {'probes and references' if run['masked'] == 'both' else 'probes (references unmasked)'}.",
              ""]
     for key, threshold in result.thresholds.items():
         base = result.baseline["targets"][key]["fixed"]
         lines += [f"## Threshold fixed at baseline FMR <= {100 * float(key):g} %: {threshold:.6f}", "",
                   f"Baseline at this threshold: FNMR {_pct(base['fnmr'])}{_interval(base.get('fnmr_ci'))} %, "
                   f"FMR {_pct(base['fmr'])}{_interval(base.get('fmr_ci'))} %.", "",
-                  "| variant | shape | coverage | colour | FNMR fixed | FMR fixed | FNMR ratio | FNMR recalibrated | EER |",
-                  "|---|---|---|---|---:|---:|---:|---:|---:|"]
+                  "| variant | shape | coverage | colour | FNMR fixed | FMR fixed | FNMR ratio | FNMR recalibrated | EER "
+                  "| mean genuine score |",
+                  "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for v in result.variants:
             t = v["targets"][key]
             fixed, own = t["fixed"], t["recalibrated"]
@@ -83,7 +86,7 @@ def effect_markdown(result, title: str) -> str:
                          f"{_pct(fixed['fnmr'])}{_interval(fixed.get('fnmr_ci'))} | "
                          f"{_pct(fixed['fmr'])}{_interval(fixed.get('fmr_ci'))} | {ratio} | "
                          f"{_pct(own['fnmr'])}{_interval(own.get('fnmr_ci'))} | "
-                         f"{_pct(v['eer'])}{_interval(v.get('eer_ci'))} |")
+                         f"{_pct(v['eer'])}{_interval(v.get('eer_ci'))} | {v['genuine_mean']:.4f} |")
         lines.append("")
     lines.append("Rates in %; FNMR ratio = the variant's FNMR / the baseline's FNMR at the same threshold (– where "
                  "the baseline has no false non-match); intervals are percentile bootstrap intervals"
@@ -122,7 +125,7 @@ def plot_effect(result, path, title: str) -> None:
                 ci = fixed.get(f"{rate}_ci")
                 err = None if not ci else np.array([[value - 100 * ci[0]], [100 * ci[1] - value]]).clip(0)
                 ax.bar(x, value, width * 0.92, color=np.array(v["rgb"]) / 255.0, edgecolor="black", linewidth=0.6,
-                       yerr=err, capsize=2, label=v["color"] if g == 0 else None)
+                       yerr=err, ecolor="0.5", capsize=2, label=v["color"] if g == 0 else None)
             ax.axhline(100 * base[rate], color="black", linestyle="--", linewidth=1,
                        label=f"no mask {100 * base[rate]:.2f} %")
             ax.set_xticks(range(len(groups)), [f"{m}\n{c}" for m, c in groups])
@@ -151,7 +154,8 @@ def write_effect_run(result, out, *, title: str | None = None) -> Path:
         pd.DataFrame(effect_rows(result)).to_csv(tmp / "effect.csv", index=False, float_format="%.9g")
         (tmp / "effect.md").write_text(effect_markdown(result, title))
         plot_effect(result, tmp / "effect.png", title)
-        baseline = {k: v for k, v in result.baseline.items() if k not in ("targets", "eer_ci")}
+        baseline = {k: v for k, v in result.baseline.items()
+                    if k not in ("targets", "eer_ci", "genuine_mean", "genuine_min", "impostor_mean")}
         metrics = {"run": {**result.run, "kind": "effect"}, "all": baseline}
         (tmp / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
     return out

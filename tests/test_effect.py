@@ -159,6 +159,8 @@ def test_effect_run_on_a_bin_is_exact_and_deterministic(tiny_bin, tmp_path):
         fixed = row["targets"]["0.1"]["fixed"]
         assert (fixed["fnmr"], fixed["fmr"]) == _brute(scores[genuine], scores[~genuine], t)
         assert fixed["fnmr_ci"][0] <= fixed["fnmr"] <= fixed["fnmr_ci"][1]
+        assert row["genuine_mean"] == pytest.approx(scores[genuine].mean(), abs=1e-6)
+        assert row["genuine_min"] == pytest.approx(scores[genuine].min(), abs=1e-6)
         assert (row["mask_type"], row["coverage"], row["color"], row["shape"]) == (v.mask_type, v.coverage, v.color,
                                                                                    "round")
     assert result.run["ci"]["method"] == "pairs"  # a .bin names no subjects
