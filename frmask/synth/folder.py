@@ -43,47 +43,50 @@ _STATE: dict = {}
 _ALIGN68 = 224  # faces are aligned at this size for the 68-point predictor (more pixels than the 112 crop)
 
 
+def folder_state(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dict | None, points68: bool,
+                 threads: int = 0) -> dict:
+    """What :func:`mask_face` needs for one folder run: the render state, the detector (None when a landmark
+    table is given) and the 68-point switch."""
+    det = None
+    if landmarks is None:
+        from frmask.faces.detect import get_detector
+
+        det = get_detector(detector, threads=threads)
+    # The 68-point anchors come from the original image (see mask_face), not from the 112 crop.
+    return dict(render_state(spec, seed, dataset, prepare_template(spec)), detector=det, landmarks=landmarks,
+                points68=points68)
+
+
 def _init(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dict | None, points68: bool,
           threads: int) -> None:
     import cv2
 
     if threads:
         cv2.setNumThreads(threads)  # a worker process per core: no nested thread pools
-    det = None
-    if landmarks is None:
-        from frmask.faces.detect import get_detector
-
-        det = get_detector(detector, threads=threads)
-    # The 68-point anchors come from the original image (see _process), not from the 112 crop.
-    _STATE.update(render_state(spec, seed, dataset, prepare_template(spec)), detector=det, landmarks=landmarks,
-                  points68=points68)
+    _STATE.update(folder_state(spec, seed, dataset, detector, landmarks, points68, threads))
 
 
-def _process(job):
-    """Mask one image: (index, relative path, source, destination) -> (index, rel, error or None, record)."""
+def mask_face(st: dict, rgb: np.ndarray, i: int, rel: str, suffix: str):
+    """Image ``i`` (relative path ``rel``) of a folder run, masked as ``frmask synth --images`` writes it:
+    ``(encoded bytes, colour, jitter, aligned crop, masked crop)``, or a failure reason (str). ``suffix``:
+    the source file's suffix (``.pgm`` sources are written as PNG, JPEG at :data:`JPEG_QUALITY`)."""
     import cv2
 
     from frmask.faces.align import align_face
 
-    i, rel, src, dst, keep = job
-    st = _STATE
-    bgr = cv2.imread(src, cv2.IMREAD_COLOR)
-    if bgr is None:
-        return i, rel, "unreadable image", None
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     if st["landmarks"] is not None:
         lm = st["landmarks"].get(rel)
         if lm is None:
-            return i, rel, "no landmarks in the landmark file", None
+            return "no landmarks in the landmark file"
     else:
         face = st["detector"].detect_largest(rgb)
         if face is None:
-            return i, rel, "no face detected", None
+            return "no face detected"
         lm = face.landmarks
     try:
         aligned = align_face(rgb, lm, size=(SIZE, SIZE))
     except ValueError as exc:
-        return i, rel, f"cannot align: {exc}", None
+        return f"cannot align: {exc}"
     anchors = None
     if st["points68"]:
         from frmask.faces.landmarks68 import landmarks68_aligned, masktheface_anchors
@@ -97,16 +100,32 @@ def _process(job):
     except ValueError as exc:
         if anchors is None:
             raise
-        return i, rel, f"cannot place the mask on the 68 landmarks: {exc}", None
-    suffix = Path(dst).suffix.lower()
+        return f"cannot place the mask on the 68 landmarks: {exc}"
+    suffix = suffix.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if suffix in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(suffix if suffix != ".pgm" else ".png", cv2.cvtColor(masked, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        return i, rel, f"cannot encode {suffix}", None
+        return f"cannot encode {suffix}"
+    return buf.tobytes(), color, jitter, aligned, masked
+
+
+def _process(job):
+    """Mask one image: (index, relative path, source, destination) -> (index, rel, error or None, record)."""
+    import cv2
+
+    i, rel, src, dst, keep = job
+    bgr = cv2.imread(src, cv2.IMREAD_COLOR)
+    if bgr is None:
+        return i, rel, "unreadable image", None
+    out = mask_face(_STATE, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), i, rel, Path(dst).suffix)
+    if isinstance(out, str):
+        return i, rel, out, None
+    data, color, jitter, aligned, masked = out
     from frmask._atomic import write_bytes_atomic
 
+    suffix = Path(dst).suffix.lower()
     out_path = dst if suffix != ".pgm" else str(Path(dst).with_suffix(".png"))
-    write_bytes_atomic(out_path, buf.tobytes())
+    write_bytes_atomic(out_path, data)
     return i, rel, None, (tuple(int(v) for v in color), jitter, aligned if keep else None, masked if keep else None)
 
 
