@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from frmask.cli_eval import PROTOCOL_NAMES, _embedder, _open_cache
-
-EFFECT_PROTOCOLS = tuple(PROTOCOL_NAMES)
+from frmask.cli_eval import _embedder, _open_cache
+from frmask.protocols import PROTOCOLS as EFFECT_PROTOCOLS
 
 
 def _bar(desc: str, total: int):
@@ -47,8 +46,10 @@ def format_effect(result, out) -> str:
 @click.command("effect")
 @click.argument("model")
 @click.option("--protocol", required=True, type=click.Choice(EFFECT_PROTOCOLS),
-              help="The unmasked comparisons: mfr2 (its no-mask faces, every pair), a .bin benchmark, or csv.")
-@click.option("--data", required=True, type=click.Path(), help="The MFR2 folder, the .bin file, or the pairs CSV.")
+              help="The unmasked comparisons: mfr2 (its no-mask faces, every pair), folder (identity folders, every "
+                   "pair), a .bin benchmark, or csv.")
+@click.option("--data", required=True, type=click.Path(),
+              help="The MFR2 folder, the identity folders, the .bin file, or the pairs CSV.")
 @click.option("--grid", required=True,
               help='Mask variants, e.g. "mask-type=surgical,n95;coverage=low,medium,high;color=light-blue,black" '
                    "(the cartesian product; a key left out takes surgical / high / light-blue).")
