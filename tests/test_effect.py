@@ -286,3 +286,23 @@ def test_ratio_interval_is_paired_by_subject():
     worse = figures(bg - 0.08, bi)
     assert worse["fnmr_ratio"] > 1 and worse["fnmr_ratio_ci"][0] <= worse["fnmr_ratio"] <= worse["fnmr_ratio_ci"][1]
     assert worse["fnmr_ratio_ci"][0] > 1  # paired: every resample's variant fails at least as often
+
+
+def test_effect_on_identity_folders(tmp_path):
+    """`--protocol folder`: every pair of an identity-folder tree is the baseline; subjects come from the folders."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "people"
+    for person in range(4):
+        (root / f"p{person}").mkdir(parents=True)
+        for k in range(3):
+            image = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / f"p{person}" / f"{k}.png"), image)
+    model = _means_model(tmp_path)
+    res = CliRunner().invoke(main, ["effect", str(model), "--protocol", "folder", "--data", str(root), "--grid",
+                                    "color=grey,red", "--fmr", "0.1", "--ci", "--n-boot", "20", "--no-cache",
+                                    "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "run" / "effect.json").read_text())
+    assert data["baseline"]["n_genuine"] == 12 and data["baseline"]["n_impostor"] == 54
+    assert [v["label"] for v in data["variants"]] == ["surgical/high/grey", "surgical/high/red"]
+    assert data["run"]["ci"]["method"] == "subjects" and data["run"]["protocol"]["name"] == "folder"
