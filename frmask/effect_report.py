@@ -7,8 +7,8 @@
   and per target ``targets[target]["fixed"]`` (``fnmr``, ``fmr``, counts, ``fnmr_ratio``, ``*_ci``) and
   ``["recalibrated"]`` (its own strict FNMR@FMR point)). Byte-identical for the same command and inputs.
 - ``effect.csv``: one row per variant and target; ``effect.md``: the same as tables;
-- ``effect.png``: FNMR and FMR at each fixed threshold per variant, bars grouped by mask type and coverage and
-  painted in the mask's colour, with the baseline as a dashed line and the intervals as error bars;
+- ``effect.png``: FNMR, FMR and the FNMR ratio at each fixed threshold per variant, bars grouped by mask type and
+  coverage and painted in the mask's colour, with the baseline as a dashed line and the intervals as error bars;
 - ``metrics.json``: the baseline report as a score run holds it (``{"run", "all"}``), so ``frmask report``
   reads an effect folder like any run.
 
@@ -96,8 +96,9 @@ def effect_markdown(result, title: str) -> str:
 
 
 def plot_effect(result, path, title: str) -> None:
-    """``effect.png``: one row of panels per FMR target, FNMR (left) and FMR (right) at the fixed threshold;
-    bars grouped by (mask type, coverage), one bar per colour painted in that colour."""
+    """``effect.png``: one row of panels per FMR target: FNMR, FMR (in %) and the FNMR ratio to the baseline at the
+    fixed threshold; bars grouped by (mask type, coverage), one bar per colour painted in that colour, intervals as
+    error bars, the baseline (or a ratio of 1) dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,26 +112,29 @@ def plot_effect(result, path, title: str) -> None:
     colors = list(dict.fromkeys(v["color"] for v in variants))
     width = 0.8 / len(colors)
     keys = list(result.thresholds)
-    fig, axes = plt.subplots(len(keys), 2, figsize=(max(9.0, 1.4 * len(groups) * len(colors) + 3), 3.6 * len(keys)),
+    panels = (("fnmr", 100.0, "FNMR (%)"), ("fmr", 100.0, "FMR (%)"), ("fnmr_ratio", 1.0, "FNMR / no-mask FNMR"))
+    fig, axes = plt.subplots(len(keys), 3, figsize=(max(13.0, 1.2 * len(groups) * len(colors) + 4), 3.8 * len(keys)),
                              squeeze=False)
     for row, key in zip(axes, keys):
         base = result.baseline["targets"][key]["fixed"]
-        for ax, rate in zip(row, ("fnmr", "fmr")):
+        for ax, (rate, unit, label) in zip(row, panels):
             for v in variants:
-                g = groups.index((v["mask_type"], v["coverage"]))
-                c = colors.index(v["color"])
                 fixed = v["targets"][key]["fixed"]
-                x = g + (c - (len(colors) - 1) / 2) * width
-                value = 100 * fixed[rate]
+                if fixed[rate] is None:  # a ratio to a baseline without false non-matches
+                    continue
+                g = groups.index((v["mask_type"], v["coverage"]))
+                x = g + (colors.index(v["color"]) - (len(colors) - 1) / 2) * width
+                value = unit * fixed[rate]
                 ci = fixed.get(f"{rate}_ci")
-                err = None if not ci else np.array([[value - 100 * ci[0]], [100 * ci[1] - value]]).clip(0)
+                err = None if not ci else np.array([[value - unit * ci[0]], [unit * ci[1] - value]]).clip(0)
                 ax.bar(x, value, width * 0.92, color=np.array(v["rgb"]) / 255.0, edgecolor="black", linewidth=0.6,
                        yerr=err, ecolor="0.5", capsize=2, label=v["color"] if g == 0 else None)
-            ax.axhline(100 * base[rate], color="black", linestyle="--", linewidth=1,
-                       label=f"no mask {100 * base[rate]:.2f} %")
+            level = 1.0 if rate == "fnmr_ratio" else unit * base[rate]
+            ax.axhline(level, color="black", linestyle="--", linewidth=1,
+                       label="no mask" + ("" if rate == "fnmr_ratio" else f" {level:.2f} %"))
             ax.set_xticks(range(len(groups)), [f"{m}\n{c}" for m, c in groups])
-            ax.set_ylabel(f"{rate.upper()} (%)")
-            ax.set_title(f"{rate.upper()}, threshold {result.thresholds[key]:.4f} (no-mask FMR <= "
+            ax.set_ylabel(label)
+            ax.set_title(f"{label.split(' (')[0]}, threshold {result.thresholds[key]:.4f} (no-mask FMR <= "
                          f"{100 * float(key):g} %)", fontsize=9)
             ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1e-3))
             ax.grid(axis="y", alpha=0.3)
@@ -148,7 +152,9 @@ def write_effect_run(result, out, *, title: str | None = None) -> Path:
     from frmask.report import _json_safe, building_dir
 
     out = Path(out)
-    title = title or f"Mask effect: {result.run['model']['name'] or 'model'} on {result.run['protocol']['name']}"
+    data = result.run["protocol"].get("data")
+    where = f" ({Path(data).name})" if data else ""
+    title = title or f"Mask effect: {result.run['model']['name'] or 'model'} on {result.run['protocol']['name']}{where}"
     with building_dir(out) as tmp:
         (tmp / "effect.json").write_text(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False) + "\n")
         pd.DataFrame(effect_rows(result)).to_csv(tmp / "effect.csv", index=False, float_format="%.9g")
