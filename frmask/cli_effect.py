@@ -26,8 +26,8 @@ def format_effect(result, out) -> str:
              f"({result.embedding['cached']:,} from the cache, {result.embedding['computed']:,} computed)"]
     for key, t in result.thresholds.items():
         fixed = b["targets"][key]["fixed"]
-        lines.append(f"threshold at baseline FMR <= {float(key):g}: {t:.6f} (baseline FNMR {100 * fixed['fnmr']:.2f} %, "
-                     f"FMR {100 * fixed['fmr']:.3f} %)")
+        lines.append(f"threshold at baseline FMR <= {float(key):g}: {t:.6f} "
+                     f"(baseline FNMR {100 * fixed['fnmr']:.2f} %, FMR {100 * fixed['fmr']:.3f} %)")
     lines.append("")
     width = max(len(v["label"]) for v in result.variants)
     for key in result.thresholds:

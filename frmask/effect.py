@@ -258,8 +258,9 @@ class _Stats:
 
         subjects = {} if self.sg is None else dict(genuine_subjects=self.sg, impostor_subjects=self.si)
         values = []
-        for gb, _ in bootstrap_resamples(np.arange(len(self.g), dtype=np.float64), np.arange(len(self.i), dtype=np.float64),
-                                         n_boot=self.n_boot, seed=self.seed, **subjects):
+        g_index = np.arange(len(self.g), dtype=np.float64)  # resample pair indices, then read both score sets
+        i_index = np.arange(len(self.i), dtype=np.float64)
+        for gb, _ in bootstrap_resamples(g_index, i_index, n_boot=self.n_boot, seed=self.seed, **subjects):
             idx = gb.astype(np.int64)
             if idx.size:
                 base = fnmr(self.base_g[idx])

@@ -66,15 +66,16 @@ def effect_markdown(result, title: str) -> str:
     lines = [f"# {title}", "", run["protocol"]["description"], "",
              f"Baseline (no mask): {result.baseline['n_genuine']:,} genuine, {result.baseline['n_impostor']:,} "
              f"impostor comparisons, {result.baseline['n_fta']} failure(s) to acquire, EER "
-             f"{_pct(result.baseline['eer'])} %, mean genuine score {result.baseline['genuine_mean']:.4f}. Masked: the {'probes and references' if run['masked'] == 'both' else 'probes (references unmasked)'}.",
+             f"{_pct(result.baseline['eer'])} %, mean genuine score {result.baseline['genuine_mean']:.4f}. Masked: the "
+             + ("probes and references." if run["masked"] == "both" else "probes (references unmasked)."),
              ""]
     for key, threshold in result.thresholds.items():
         base = result.baseline["targets"][key]["fixed"]
         lines += [f"## Threshold fixed at baseline FMR <= {100 * float(key):g} %: {threshold:.6f}", "",
                   f"Baseline at this threshold: FNMR {_pct(base['fnmr'])}{_interval(base.get('fnmr_ci'))} %, "
                   f"FMR {_pct(base['fmr'])}{_interval(base.get('fmr_ci'))} %.", "",
-                  "| variant | shape | coverage | colour | FNMR fixed | FMR fixed | FNMR ratio | FNMR recalibrated | EER "
-                  "| mean genuine score |",
+                  "| variant | shape | coverage | colour | FNMR fixed | FMR fixed | FNMR ratio | FNMR recalibrated "
+                  "| EER | mean genuine score |",
                   "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for v in result.variants:
             t = v["targets"][key]
