@@ -193,6 +193,11 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
               "(or its masks.cfg).")
 @click.option("--colors", default="realistic", show_default=True,
               help="Palette name, 'uniform' (random RGB as in the paper), or a published colour file (idx,[r g b]).")
+@click.option("--coverage", type=click.Choice(["low", "medium", "high"]),
+              help="Nose coverage of a built-in mask: low (nose exposed), medium (tip covered), high (on the nose "
+                   "bridge, the default).")
+@click.option("--color", metavar="NAME", help="One named colour for every mask (light-blue, white, black, grey, red, "
+              "green, ...: data/colors/named.csv) instead of drawing from --colors.")
 @click.option("--jitter", type=float, default=0.0, show_default=True,
               help="Random anchor shifts up to this many pixels of a 112 crop (training augmentation; 0 to evaluate).")
 @click.option("--warp", type=click.Choice(["homography", "piecewise"]), default="homography", show_default=True,
@@ -209,21 +214,23 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Parallel workers (threads for a .bin, processes for a folder); the output is the same for any count.")
-def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitter, warp, legacy, detector, landmarks,
-          landmark_points, seed, workers):
+def synth(benchmark, data, images, out, mode, mask_type, template, colors, coverage, color, jitter, warp, legacy,
+          detector, landmarks, landmark_points, seed, workers):
     """Draw synthetic masks deterministically onto an aligned insightface .bin benchmark
     (--benchmark NAME --data FILE.bin) or a folder of face images (--images DIR).
 
     A .bin run writes OUT (atomically), OUT.masks.csv (what each image got) and OUT.preview.png. A folder
     run writes the masked 112x112 faces under OUT with the same structure, plus masks.csv, failures.csv
     (images with no face found, never dropped silently) and preview.png."""
-    from frmask.synth.benchmark import MaskSpec, check_benchmark, synth_bin
+    from frmask.synth.benchmark import MaskSpec, check_benchmark, check_spec, synth_bin
 
     if bool(images) == bool(data):
         raise click.UsageError("give either --benchmark NAME --data FILE.bin, or --images DIR")
     if data and not benchmark:
         raise click.UsageError("--data needs --benchmark NAME (it is part of every image's seed)")
-    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, jitter=jitter, legacy=legacy, warp=warp)
+    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, jitter=jitter, legacy=legacy, warp=warp,
+                    coverage=coverage, color=color)
+    check_spec(spec)  # a bad coverage, colour or template fails before any work
     bar = None
     if sys.stderr.isatty():
         from tqdm import tqdm
@@ -257,9 +264,10 @@ def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitte
 
 
 from frmask.cli_eval import demo, report, score  # noqa: E402  (commands defined beside this module)
+from frmask.cli_effect import effect  # noqa: E402
 from frmask.train.commands import export_command, pack_command, train_command  # noqa: E402
 
-for _command in (score, report, demo, train_command, export_command, pack_command):
+for _command in (score, report, demo, effect, train_command, export_command, pack_command):
     main.add_command(_command)
 
 

@@ -92,6 +92,8 @@ def _summary(result, table: str, out) -> str:
 @click.option("--mask-type", default="surgical", show_default=True, help="Mask for --mask (as in frmask synth).")
 @click.option("--template", type=click.Path(), help="Mask template for --mask (as in frmask synth).")
 @click.option("--colors", default="realistic", show_default=True, help="Mask colours for --mask (as in frmask synth).")
+@click.option("--coverage", type=click.Choice(["low", "medium", "high"]), help="Nose coverage for --mask (as in frmask synth).")
+@click.option("--color", metavar="NAME", help="One named mask colour for --mask (as in frmask synth).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the masks for --mask.")
 @click.option("--align", type=click.Choice(["auto", "detect", "none"]), default=None,
               help="How images are aligned (default: detect for mfr2, auto for csv: 112x112 images are taken as "
@@ -115,21 +117,22 @@ def _summary(result, table: str, out) -> str:
 @click.option("--convention", type=click.Choice(["iso", "pyeer", "insightface"]), default="iso", show_default=True)
 @click.option("--cache", type=click.Path(dir_okay=False), help="Embedding cache file (default: ~/.cache/frmask).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
-def score(model, protocol, data, out, mask, mask_type, template, colors, seed, align, root, detector, flip, device,
-          batch_size, threads, layout, channels, normalization, size, input_name, output_name, far, fta, convention,
-          cache, no_cache):
+def score(model, protocol, data, out, mask, mask_type, template, colors, coverage, color, seed, align, root, detector,
+          flip, device, batch_size, threads, layout, channels, normalization, size, input_name, output_name, far, fta,
+          convention, cache, no_cache):
     """Score the ONNX face-recognition MODEL (a path, or a zoo name: sface) on a protocol: embed every image,
     compare every pair, and report exact ISO/IEC 19795-1 metrics per scenario."""
     from frmask.protocols import load_protocol
     from frmask.synth.benchmark import MaskSpec
 
-    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors)
+    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, coverage=coverage, color=color)
     proto = load_protocol(protocol, data, mask=mask, spec=spec, seed=seed, align=align, root=root)
     embedder = _embedder(model, device, batch_size, flip, layout, channels, normalization, size, input_name,
                          output_name)
     extra = {"data": str(data)}
     if mask != "none":
-        extra.update(mask=mask, mask_type=mask_type, template=template, colors=colors, seed=seed)
+        extra.update(mask=mask, mask_type=mask_type, template=template, colors=colors, seed=seed,
+                     **{k: v for k, v in dict(coverage=coverage, color=color).items() if v is not None})
     store = _open_cache(cache, no_cache)
     try:
         result, table = run_score(embedder, proto, out, model_name=Path(model).name, detector=detector, cache=store,

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -133,12 +136,26 @@ def _replace_dir(tmp: Path, out: Path) -> None:
     _atomic.replace_dir(tmp, out, legacy=_legacy_run_files)
 
 
-def write_run(result, out, *, title: str | None = None, plots: bool = True) -> Path:
-    """Write the run folder ``out`` of a :class:`~frmask.scoring.ScoreResult` (module docstring)."""
+@contextmanager
+def building_dir(out) -> Iterator[Path]:
+    """A new temporary folder beside ``out``, to write a run folder into: when the block ends normally it is
+    renamed into place (:func:`_replace_dir`), when it raises it is removed, so nothing half written is left."""
     out = Path(out)
     check_out_dir(out)
     tmp = _atomic.make_temp_dir(out)
     try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_atomic._umask())
+        _replace_dir(tmp, out)
+    except BaseException:
+        _atomic.discard_temp_dir(tmp)
+        raise
+
+
+def write_run(result, out, *, title: str | None = None, plots: bool = True) -> Path:
+    """Write the run folder ``out`` of a :class:`~frmask.scoring.ScoreResult` (module docstring)."""
+    out = Path(out)
+    with building_dir(out) as tmp:
         metrics = {"run": result.run}
         for name, rep in result.reports.items():
             metrics[name] = {**rep.to_dict(), "notes": list(rep.notes)}
@@ -156,10 +173,6 @@ def write_run(result, out, *, title: str | None = None, plots: bool = True) -> P
         (tmp / "report.md").write_text(md)
         if plots:
             _run_plots(result, tmp, title)
-        _replace_dir(tmp, out)
-    except BaseException:
-        _atomic.discard_temp_dir(tmp)
-        raise
     return out
 
 

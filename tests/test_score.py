@@ -329,6 +329,13 @@ def test_cli_score_bin_masked_on_the_fly_reports_kfold(tmp_path):
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0 <= m["all"]["kfold_accuracy"] <= 1 and m["run"]["protocol"]["mask"] == "masked-vs-masked"
     assert "10-fold ACC" in (tmp_path / "run" / "report.md").read_text()
+    # A mask variant on the fly: coverage and a named colour, recorded in the run's provenance.
+    r = CliRunner().invoke(main, ["score", str(tmp_path / "means.onnx"), "--protocol", "cfp_fp", "--data",
+                                  str(tmp_path / "tiny.bin"), "--mask", "masked-vs-nonmasked", "--coverage", "low",
+                                  "--color", "black", "--out", str(tmp_path / "low"), "--no-cache", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "low" / "metrics.json").read_text())
+    assert (m["run"]["protocol"]["coverage"], m["run"]["protocol"]["color"]) == ("low", "black")
 
 
 def test_protocol_evaluator_matches_score_protocol(csv_protocol):

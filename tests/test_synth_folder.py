@@ -43,8 +43,20 @@ def test_folder_masks_faces_and_reports_failures(faces, tmp_path):
         img = cv2.imread(str(out / rel))
         assert img.shape == (112, 112, 3)
     assert (out / "failures.csv").read_text().splitlines()[0] == "path,reason"
-    assert len((out / "masks.csv").read_text().splitlines()) == 7
-    assert (out / "preview.png").is_file()
+    sidecar = (out / "masks.csv").read_text().splitlines()
+    assert len(sidecar) == 7 and sidecar[0] == "index,path,mask_type,r,g,b,jitter,coverage,color"
+    assert all(row.endswith(",high,") for row in sidecar[1:])  # the default coverage, colours from the palette
+    preview = cv2.imread(str(out / "preview.png"))
+    assert preview.shape[0] == 4 * 112  # aligned originals, then the low, medium and high masks
+
+
+def test_folder_records_coverage_and_colour(faces, tmp_path):
+    from frmask.synth.benchmark import MaskSpec
+
+    out = tmp_path / "out"
+    synth_folder(faces, out, seed=0, spec=MaskSpec(mask_type="cloth", coverage="medium", color="red"))
+    rows = [line.split(",") for line in (out / "masks.csv").read_text().splitlines()[1:]]
+    assert len(rows) == 6 and all(r[2:6] == ["cloth", "175", "35", "40"] and r[7:] == ["medium", "red"] for r in rows)
 
 
 def test_folder_is_deterministic_across_workers(faces, tmp_path):

@@ -61,7 +61,10 @@ class _Preparer:
         from frmask.faces.align import align_face, template_for
         from frmask.io.errors import FormatError
         from frmask.io.insightface_bin import decode_image
+        from frmask.protocols.base import FTA_PREFIX
 
+        if data.startswith(FTA_PREFIX):  # the protocol's reader already found the failure (e.g. no face to mask)
+            return data[len(FTA_PREFIX):].decode("utf-8", "replace")
         try:
             image = decode_image(data)
         except FormatError as exc:

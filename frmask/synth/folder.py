@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from frmask.synth.benchmark import (JPEG_QUALITY, SIZE, MaskSpec, contact_sheet_png, load_template, prepare_template,
-                                    render_one, render_state, use_landmarks68)
+from frmask.synth.benchmark import (JPEG_QUALITY, SIZE, MaskSpec, check_spec, prepare_template, render_one,
+                                    render_state, use_landmarks68, variant_label)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -50,52 +50,50 @@ _STATE: dict = {}
 _ALIGN68 = 224  # faces are aligned at this size for the 68-point predictor (more pixels than the 112 crop)
 
 
+def folder_state(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dict | None, points68: bool,
+                 threads: int = 0) -> dict:
+    """What :func:`mask_face` needs for one folder run: the render state, the detector (None when a landmark
+    table is given) and the 68-point switch."""
+    det = None
+    if landmarks is None:
+        from frmask.faces.detect import get_detector
+
+        det = get_detector(detector, threads=threads)
+    # The 68-point anchors come from the original image (see mask_face), not from the 112 crop.
+    return dict(render_state(spec, seed, dataset, prepare_template(spec)), detector=det, landmarks=landmarks,
+                points68=points68)
+
+
 def _init(spec: MaskSpec, seed: int, dataset: str, detector: str, landmarks: dict | None, points68: bool,
           threads: int) -> None:
     import cv2
 
     if threads:
         cv2.setNumThreads(threads)  # a worker process per core: no nested thread pools
-    det = None
-    if landmarks is None:
-        from frmask.faces.detect import get_detector
-
-        det = get_detector(detector, threads=threads)
-    # The 68-point anchors come from the original image (see _process), not from the 112 crop.
-    _STATE.update(render_state(spec, seed, dataset, prepare_template(spec)), detector=det, landmarks=landmarks,
-                  points68=points68)
+    _STATE.update(folder_state(spec, seed, dataset, detector, landmarks, points68, threads))
 
 
-def _process(job):
-    """Mask one image: (index, relative path, source, destination) -> (index, rel, error or None, record)."""
+def mask_face(st: dict, rgb: np.ndarray, i: int, rel: str, suffix: str):
+    """Image ``i`` (relative path ``rel``) of a folder run, masked as ``frmask synth --images`` writes it:
+    ``(encoded bytes, colour, jitter, aligned crop, masked crop)``, or a failure reason (str). ``suffix``:
+    the source file's suffix (``.pgm`` sources are written as PNG, JPEG at :data:`JPEG_QUALITY`)."""
     import cv2
 
     from frmask.faces.align import align_face
-    from frmask.io.errors import FormatError
-    from frmask.io.insightface_bin import decode_image
 
-    i, rel, src, dst, keep = job
-    st = _STATE
-    try:
-        with open(src, "rb") as f:
-            rgb = decode_image(f.read())
-    except OSError as exc:
-        return i, rel, f"unreadable image: {exc.strerror or exc}", None
-    except FormatError as exc:  # undecodable, or a header claiming too many pixels: as `score` reports it
-        return i, rel, f"unreadable image: {exc}", None
     if st["landmarks"] is not None:
         lm = st["landmarks"].get(rel)
         if lm is None:
-            return i, rel, "no landmarks in the landmark file", None
+            return "no landmarks in the landmark file"
     else:
         face = st["detector"].detect_largest(rgb)
         if face is None:
-            return i, rel, "no face detected", None
+            return "no face detected"
         lm = face.landmarks
     try:
         aligned = align_face(rgb, lm, size=(SIZE, SIZE))
     except ValueError as exc:
-        return i, rel, f"cannot align: {exc}", None
+        return f"cannot align: {exc}"
     anchors = None
     if st["points68"]:
         from frmask.faces.landmarks68 import landmarks68_aligned, masktheface_anchors
@@ -109,15 +107,36 @@ def _process(job):
     except ValueError as exc:
         if anchors is None:
             raise
-        return i, rel, f"cannot place the mask on the 68 landmarks: {exc}", None
-    suffix = Path(dst).suffix.lower()
+        return f"cannot place the mask on the 68 landmarks: {exc}"
+    suffix = suffix.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if suffix in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(suffix if suffix != ".pgm" else ".png", cv2.cvtColor(masked, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        return i, rel, f"cannot encode {suffix}", None
+        return f"cannot encode {suffix}"
+    return buf.tobytes(), color, jitter, aligned, masked
+
+
+def _process(job):
+    """Mask one image: (index, relative path, source, destination) -> (index, rel, error or None, record)."""
+    from frmask.io.errors import FormatError
+    from frmask.io.insightface_bin import decode_image
+
+    i, rel, src, dst, keep = job
+    try:
+        with open(src, "rb") as f:
+            rgb = decode_image(f.read())
+    except OSError as exc:
+        return i, rel, f"unreadable image: {exc.strerror or exc}", None
+    except FormatError as exc:  # undecodable, or a header claiming too many pixels: as `score` reports it
+        return i, rel, f"unreadable image: {exc}", None
+    out = mask_face(_STATE, rgb, i, rel, Path(dst).suffix)
+    if isinstance(out, str):
+        return i, rel, out, None
+    data, color, jitter, aligned, masked = out
+    suffix = Path(dst).suffix.lower()
     out_path = Path(dst if suffix != ".pgm" else Path(dst).with_suffix(".png"))
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(buf.tobytes())  # inside the run's temporary folder: renamed into place as a whole
+    out_path.write_bytes(data)  # inside the run's temporary folder: renamed into place as a whole
     return i, rel, None, (tuple(int(v) for v in color), jitter, aligned if keep else None, masked if keep else None)
 
 
@@ -190,7 +209,7 @@ def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detect
         from frmask.faces.landmarks_csv import read_landmarks_csv
 
         table = read_landmarks_csv(landmarks_csv)
-    load_template(spec)  # fail fast on a bad template, before any output
+    check_spec(spec)  # fail fast on a bad template or colour, before any output
     points68 = use_landmarks68(spec, landmarks, auto=True)
     _atomic.check_replaceable(dst, _legacy_outputs)  # before the long part
     dataset = src.resolve().name
@@ -202,13 +221,20 @@ def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detect
                                    (spec, seed, dataset, detector, table, points68), workers, progress)
         name = spec.legacy and "maskinv-legacy" or (spec.template and os.path.basename(spec.template)) or \
             spec.mask_type
-        _atomic.write_csv_atomic(tmp / "masks.csv", [("index", "path", "mask_type", "r", "g", "b", "jitter")] + [
-            (i, rel, name, r, g, b, " ".join(map(str, jit))) for i, rel, ((r, g, b), jit, _, _) in done])
+        variant = tuple(variant_label(spec))
+        _atomic.write_csv_atomic(tmp / "masks.csv", [
+            ("index", "path", "mask_type", "r", "g", "b", "jitter", "coverage", "color")] + [
+            (i, rel, name, r, g, b, " ".join(map(str, jit)), *variant) for i, rel, ((r, g, b), jit, _, _) in done])
         _atomic.write_csv_atomic(tmp / "failures.csv", [("path", "reason"), *failures])
         outputs = {"images": str(dst), "sidecar": str(dst / "masks.csv"), "failures": str(dst / "failures.csv")}
-        tiles = [rec for _, _, rec in done if rec[2] is not None]
+        tiles = [(i, rec) for i, _, rec in done if rec[2] is not None]
         if tiles:
-            (tmp / "preview.png").write_bytes(contact_sheet_png([r[2] for r in tiles], [r[3] for r in tiles]))
+            from frmask.synth.preview import contact_sheet_png, coverage_rows
+
+            originals = [r[2] for _, r in tiles]
+            rows = coverage_rows(spec, seed, dataset, originals, [i for i, _ in tiles], [r[0] for _, r in tiles],
+                                 [r[3] for _, r in tiles])
+            (tmp / "preview.png").write_bytes(contact_sheet_png(originals, *rows))
             outputs["preview"] = str(dst / "preview.png")
         _atomic.replace_dir(tmp, dst, legacy=_legacy_outputs)
     except BaseException:  # an error or Ctrl-C: nothing of this run is left behind
