@@ -165,7 +165,7 @@ def test_effect_run_on_a_bin_is_exact_and_deterministic(tiny_bin, tmp_path):
                                                                                    "round")
     assert result.run["ci"]["method"] == "pairs"  # a .bin names no subjects
     out = write_effect_run(result, tmp_path / "run")
-    assert sorted(p.name for p in out.iterdir()) == sorted(["effect.json", "effect.csv", "effect.md", "effect.png",
+    assert sorted(p.name for p in out.iterdir() if p.name != ".frmask-manifest.json") == sorted(["effect.json", "effect.csv", "effect.md", "effect.png",
                                                             "metrics.json"])
     data = json.loads((out / "effect.json").read_text())
     assert list(data) == ["run", "baseline", "thresholds", "variants"] and len(data["variants"]) == 4

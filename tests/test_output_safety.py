@@ -67,10 +67,12 @@ def test_synth_bin_refuses_to_overwrite_its_input(tmp_path):
 def test_bin_sidecar_quotes_names(tmp_path):
     from frmask.synth.benchmark import _sidecar_text
 
-    text = _sidecar_text(3, {1: ((1, 2, 3), [0.5, -1.25])}, 'my,"odd"\nmask')
+    text = _sidecar_text(3, {1: ((1, 2, 3), [0.5, -1.25])}, 'my,"odd"\nmask', ("high", "a,b"))
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows == [["index", "masked", "mask_type", "r", "g", "b", "jitter"], ["0", "0", "", "", "", "", ""],
-                    ["1", "1", 'my,"odd"\nmask', "1", "2", "3", "0.5 -1.25"], ["2", "0", "", "", "", "", ""]]
+    empty = ["", "", "", "", "", "", ""]
+    assert rows == [["index", "masked", "mask_type", "r", "g", "b", "jitter", "coverage", "color"],
+                    ["0", "0", *empty], ["1", "1", 'my,"odd"\nmask', "1", "2", "3", "0.5 -1.25", "high", "a,b"],
+                    ["2", "0", *empty]]
 
 
 def test_train_logs_quote_metric_names_and_keep_them_on_resume(tmp_path):

@@ -130,7 +130,7 @@ def test_folder_oversized_and_odd_names_are_listed_and_quoted(tmp_path):
     assert "header claims 60000x60000 pixels, more than the 67,108,864" in failures[2][1]
     with open(tmp_path / "out" / "masks.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    assert rows[0][:3] == ["index", "path", "mask_type"] and all(len(r) == 7 for r in rows)
+    assert rows[0][:3] == ["index", "path", "mask_type"] and all(len(r) == 9 for r in rows)
     assert sorted(r[1] for r in rows[1:]) == sorted(names)
     assert all((tmp_path / "out" / n).is_file() for n in names)
 
