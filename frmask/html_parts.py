@@ -88,8 +88,9 @@ def fmt(value, key=None) -> str:
 
 
 def value(val, src: str, path, text: str | None = None, *, name: str = "span", **attrs) -> str:
-    """An element showing ``val`` (``text``, or :func:`fmt`) tied to its place in ``src`` (module docstring)."""
-    key = path[-1] if path else None
+    """An element showing ``val`` (``text``, or :func:`fmt` by the last key of ``path`` that is not a list
+    index) tied to its place in ``src`` (module docstring)."""
+    key = next((k for k in reversed(path) if not isinstance(k, int)), None)
     shown = esc(fmt(val, key)) if text is None else text
     return tag(name, shown, data_src=src, data_path=json.dumps(list(path)), data_value=json.dumps(val), **attrs)
 

@@ -123,8 +123,8 @@ def metrics_table(rows, *, first: str = "scenario") -> str:
             inner = value(v, src, (*path, key), esc(text), class_="v")
             if f"{key}_ci_low" in d:
                 lo, hi = d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high")
-                inner += tag("span", "[" + value(lo, src, (*path, f"{key}_ci_low"), esc(_cell(lo, kind))) + ", "
-                             + value(hi, src, (*path, f"{key}_ci_high"), esc(_cell(hi, kind))) + "]", class_="ci")
+                inner += tag("span", "[" + value(lo, src, (*path, f"{key}_ci_low"), esc(_cell(lo, kind)), class_="v") + ", "
+                             + value(hi, src, (*path, f"{key}_ci_high"), esc(_cell(hi, kind)), class_="v") + "]", class_="ci")
             cells += tag("td", inner, class_="num")
         body += tag("tr", cells)
     note = "Rates in %; FDR = (mu_G - mu_I)^2 / (sigma_G^2 + sigma_I^2)."
