@@ -45,7 +45,8 @@ def _embedder(model, device, batch_size, flip, layout, channels, normalization, 
     return OnnxEmbedder(model, device=device, batch_size=batch_size, flip=flip, **overrides)
 
 
-def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta, convention, threads, extra=None):
+def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta, convention, threads, extra=None,
+              gallery=12):
     """Score, write the run folder, and return (result, markdown table)."""
     from frmask.report import check_out_dir, markdown_table, write_run
     from frmask.scoring import score_protocol
@@ -60,7 +61,7 @@ def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta,
     finally:
         bar.close()
     if out:
-        write_run(result, out)
+        write_run(result, out, gallery=gallery)
     rows = [(name, {**rep.to_dict()}) for name, rep in result.reports.items()]
     return result, markdown_table(rows)
 
@@ -75,7 +76,8 @@ def _summary(result, table: str, out) -> str:
     if len(result.failures) > 5:
         lines.append(f"  ... {len(result.failures) - 5} more in failures.csv")
     if out:
-        lines.append(f"wrote {out}/: metrics.json, scores.csv, report.md, det.png, histograms.png"
+        lines.append(f"wrote {out}/: report.html, metrics.json, scores.csv, report.md, det.png, histograms.png"
+                     + (", gallery.json, gallery/" if (Path(out) / "gallery.json").is_file() else "")
                      + (", failures.csv" if result.failures else ""))
     return "\n".join(lines)
 
@@ -117,9 +119,11 @@ def _summary(result, table: str, out) -> str:
 @click.option("--convention", type=click.Choice(["iso", "pyeer", "insightface"]), default="iso", show_default=True)
 @click.option("--cache", type=click.Path(dir_okay=False), help="Embedding cache file (default: ~/.cache/frmask).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
+@click.option("--gallery", "gallery", type=click.IntRange(min=0), default=12, show_default=True, metavar="K",
+              help="report.html shows the K lowest-scoring genuine and K highest-scoring impostor pairs (0: none).")
 def score(model, protocol, data, out, mask, mask_type, template, colors, coverage, color, seed, align, root, detector,
           flip, device, batch_size, threads, layout, channels, normalization, size, input_name, output_name, far, fta,
-          convention, cache, no_cache):
+          convention, cache, no_cache, gallery):
     """Score the ONNX face-recognition MODEL (a path, or a zoo name: sface) on a protocol: embed every image,
     compare every pair, and report exact ISO/IEC 19795-1 metrics per scenario."""
     from frmask.protocols import load_protocol
@@ -136,7 +140,8 @@ def score(model, protocol, data, out, mask, mask_type, template, colors, coverag
     store = _open_cache(cache, no_cache)
     try:
         result, table = run_score(embedder, proto, out, model_name=Path(model).name, detector=detector, cache=store,
-                                  far=far, fta=fta, convention=convention, threads=threads, extra=extra)
+                                  far=far, fta=fta, convention=convention, threads=threads, extra=extra,
+                                  gallery=gallery)
     finally:
         if store is not None:
             store.close()
@@ -148,11 +153,21 @@ def score(model, protocol, data, out, mask, mask_type, template, colors, coverag
 @click.option("--scenario", "scenarios", multiple=True, help="Only these scenarios (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Also write comparison.md, comparison.csv and det.png (every run in one DET figure) here.")
-def report(runs, scenarios, out):
+@click.option("--html", "html", type=click.Path(dir_okay=False),
+              help="Write an HTML page: the run's own page for one run, a comparison for several.")
+def report(runs, scenarios, out, html):
     """Compare run folders of `frmask score` side by side (one row per run and scenario)."""
     from frmask._atomic import write_text_atomic
     from frmask.report import compare_runs, comparison_det, comparison_frame, markdown_table
 
+    if html:  # first, so that a run with missing files still gets a page saying what is missing
+        from frmask.report_html import write_comparison_html, write_report_html
+
+        if len(runs) == 1:
+            write_report_html(runs[0], html)
+        else:
+            write_comparison_html(runs, html, scenarios=scenarios)
+        click.echo(f"wrote {html}")
     rows = compare_runs(runs, scenarios=scenarios)
     labels = [f"{r} / {s}" for r, s, _ in rows]
     if len(set(labels)) != len(labels):

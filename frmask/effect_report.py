@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-FILES = ("effect.json", "effect.csv", "effect.md", "effect.png", "metrics.json")
+FILES = ("effect.json", "effect.csv", "effect.md", "effect.png", "metrics.json", "report.html")
 
 
 def _pct(value) -> str:
@@ -151,6 +151,7 @@ def write_effect_run(result, out, *, title: str | None = None) -> Path:
     import pandas as pd
 
     from frmask.report import _json_safe, building_dir
+    from frmask.report_html import write_report_html
 
     out = Path(out)
     data = result.run["protocol"].get("data")
@@ -165,4 +166,5 @@ def write_effect_run(result, out, *, title: str | None = None) -> Path:
                     if k not in ("targets", "eer_ci", "genuine_mean", "genuine_min", "impostor_mean")}
         metrics = {"run": {**result.run, "kind": "effect"}, "all": baseline}
         (tmp / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
+        write_report_html(tmp)
     return out

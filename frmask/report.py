@@ -7,7 +7,9 @@ A run folder holds:
 - ``scores.csv``: one row per pair (``pair, image_a, image_b, subject_a, subject_b, label, score,
   scenarios``), NaN score for a failure to acquire; ``failures.csv`` (``image, reason``) when any;
 - ``report.md``: the table of the paper's columns per scenario; ``det.png`` (one curve per scenario) and
-  ``histograms.png`` (genuine/impostor scores per scenario).
+  ``histograms.png`` (genuine/impostor scores per scenario);
+- ``gallery.json`` and ``gallery/``: the gallery of the errors (:mod:`frmask.report_gallery`);
+- ``report.html``: the page of all of it for a browser, one self-contained file (:mod:`frmask.report_html`).
 
 The folder is built beside its destination and renamed into place, so an interrupted run leaves nothing
 half written. It carries a manifest (``.frmask-manifest.json``) of what it holds; an existing ``out`` is
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from frmask import _atomic
+from frmask.report_gallery import SCORE_FORMAT
 
 #: (column title, report key, kind) of the tables, in the paper's order
 COLUMNS = (
@@ -41,6 +44,8 @@ COLUMNS = (
 
 
 _TARGETS = {"fmr100": 0.01, "fmr1000": 0.001}
+STAR_NOTE = ("* the FMR target is below the resolution 1/N_impostor: the strict operating point is the threshold "
+             "with no false match at all.")
 
 
 def _json_safe(value):
@@ -63,13 +68,25 @@ def _cell(value, kind: str) -> str:
     return f"{100 * value:.2f}" if kind == "pct" else f"{value:.3f}"
 
 
+def present_columns(rows: list[tuple[str, dict]]) -> list[tuple[str, str, str]]:
+    """The :data:`COLUMNS` (title, key, kind) that some report of ``rows`` has, titles naming the FAR."""
+    present = [c for c in COLUMNS if any(d.get(c[1]) is not None for _, d in rows)]
+    far = next((d.get("far") for _, d in rows if d.get("far") is not None), None)
+    return [(t.replace("FAR", f"FAR{100 * far:g}%") if far is not None and t.endswith("@FAR") else t, key, kind)
+            for t, key, kind in present]
+
+
+def below_resolution(d: dict, key: str) -> bool:
+    """Whether the FMR target behind ``key`` of report ``d`` is below 1/N_impostor (a starred cell)."""
+    target = _TARGETS.get(key, d.get("far") if key in ("tpr_at_far", "acc_at_far") else None)
+    return bool(target is not None and d.get("n_impostor") and target * d["n_impostor"] < 1)
+
+
 def markdown_table(rows: list[tuple[str, dict]], *, first: str = "scenario") -> str:
     """A Markdown table of reports: ``rows`` is ``[(row label, report dict), ...]``; rates in percent.
     Columns absent from every report (e.g. 10-fold accuracy outside the .bin benchmarks) are left out."""
-    present = [c for c in COLUMNS if any(d.get(c[1]) is not None for _, d in rows)]
-    far = next((d.get("far") for _, d in rows if d.get("far") is not None), None)
-    titles = [t.replace("FAR", f"FAR{100 * far:g}%") if far is not None and t.endswith("@FAR") else t
-              for t, _, _ in present]
+    present = present_columns(rows)
+    titles = [t for t, _, _ in present]
     head = [first, "genuine", "impostor", "FTA", *titles]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     starred = False
@@ -77,16 +94,14 @@ def markdown_table(rows: list[tuple[str, dict]], *, first: str = "scenario") -> 
         cells = [label, f"{d.get('n_genuine', 0):,}", f"{d.get('n_impostor', 0):,}", str(d.get("n_fta", 0))]
         for _, key, kind in present:
             cell = _cell(d.get(key), kind)
-            target = _TARGETS.get(key, d.get("far") if key in ("tpr_at_far", "acc_at_far") else None)
-            if target is not None and d.get("n_impostor") and target * d["n_impostor"] < 1 and cell != "–":
+            if below_resolution(d, key) and cell != "–":
                 cell += "*"
                 starred = True
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     notes = "Rates in %; FDR = (mu_G - mu_I)^2 / (sigma_G^2 + sigma_I^2)."
     if starred:
-        notes += (" * the FMR target is below the resolution 1/N_impostor: the strict operating point is the "
-                  "threshold with no false match at all.")
+        notes += " " + STAR_NOTE
     return "\n".join(lines) + "\n\n" + notes + "\n"
 
 
@@ -152,15 +167,19 @@ def building_dir(out) -> Iterator[Path]:
         raise
 
 
-def write_run(result, out, *, title: str | None = None, plots: bool = True) -> Path:
-    """Write the run folder ``out`` of a :class:`~frmask.scoring.ScoreResult` (module docstring)."""
+def write_run(result, out, *, title: str | None = None, plots: bool = True, gallery: int = 12) -> Path:
+    """Write the run folder ``out`` of a :class:`~frmask.scoring.ScoreResult` (module docstring);
+    ``gallery``: how many genuine and impostor pairs the gallery of the errors shows (0: no gallery)."""
+    from frmask.report_gallery import gallery_of_result
+    from frmask.report_html import write_report_html
+
     out = Path(out)
     with building_dir(out) as tmp:
         metrics = {"run": result.run}
         for name, rep in result.reports.items():
             metrics[name] = {**rep.to_dict(), "notes": list(rep.notes)}
         (tmp / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
-        scores_frame(result).to_csv(tmp / "scores.csv", index=False, float_format="%.9g")
+        scores_frame(result).to_csv(tmp / "scores.csv", index=False, float_format=SCORE_FORMAT)
         if result.failures:
             import pandas as pd
 
@@ -173,6 +192,9 @@ def write_run(result, out, *, title: str | None = None, plots: bool = True) -> P
         (tmp / "report.md").write_text(md)
         if plots:
             _run_plots(result, tmp, title)
+        if gallery:
+            gallery_of_result(result, tmp, k=gallery)
+        write_report_html(tmp)
     return out
 
 

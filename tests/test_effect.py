@@ -165,8 +165,8 @@ def test_effect_run_on_a_bin_is_exact_and_deterministic(tiny_bin, tmp_path):
                                                                                    "round")
     assert result.run["ci"]["method"] == "pairs"  # a .bin names no subjects
     out = write_effect_run(result, tmp_path / "run")
-    assert sorted(p.name for p in out.iterdir() if p.name != ".frmask-manifest.json") == sorted(["effect.json", "effect.csv", "effect.md", "effect.png",
-                                                            "metrics.json"])
+    names = sorted(p.name for p in out.iterdir() if p.name != ".frmask-manifest.json")
+    assert names == sorted(["effect.json", "effect.csv", "effect.md", "effect.png", "report.html", "metrics.json"])
     data = json.loads((out / "effect.json").read_text())
     assert list(data) == ["run", "baseline", "thresholds", "variants"] and len(data["variants"]) == 4
     again = run_effect(model, protocol, variants, targets=[0.1], model_name="means", ci=0.9, n_boot=30, threads=1)
