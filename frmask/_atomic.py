@@ -15,8 +15,9 @@ lists (below); anything else in it stays.
 
 Folders (:func:`replace_dir`): a folder frmask writes carries :data:`MANIFEST`, the list of the files and
 sub-folders it wrote (with each file's size and SHA-256), written from the temporary folder just before the
-rename. An existing target is replaced only when every entry in it is listed there, unchanged (files the
-user deleted are fine); anything else is refused with the entries named, and nothing is deleted.
+rename. An existing target is replaced only when every entry in it is listed there, unchanged (the same size and,
+for a file modified since the manifest was written, the same SHA-256; files the user deleted are fine); anything else is refused
+with the entries named, and nothing is deleted.
 """
 
 from __future__ import annotations
@@ -256,12 +257,9 @@ def discard_temp_dir(tmp) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def _sha256(path: str) -> str:
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _walk(folder: Path, prefix: str = ""):
@@ -270,12 +268,12 @@ def _walk(folder: Path, prefix: str = ""):
         rel = prefix + entry.name
         yield rel, entry
         if entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path), rel + "/")
+            yield from _walk(entry.path, rel + "/")
 
 
 def _listing(folder: Path) -> dict:
     """The manifest entries of ``folder``'s contents: ``{path: {"size", "sha256"}}`` for files, ``{path:
-    {"dir": True}}`` for folders."""
+    {"dir": True}}`` for folders (nothing time-dependent: the manifest is as deterministic as the folder)."""
     entries = {}
     for rel, entry in _walk(folder):
         if rel == MANIFEST:
@@ -283,7 +281,7 @@ def _listing(folder: Path) -> dict:
         if entry.is_dir(follow_symlinks=False):
             entries[rel] = {"dir": True}
         elif entry.is_file(follow_symlinks=False):
-            entries[rel] = {"size": entry.stat(follow_symlinks=False).st_size, "sha256": _sha256(Path(entry.path))}
+            entries[rel] = {"size": entry.stat(follow_symlinks=False).st_size, "sha256": _sha256(entry.path)}
         else:
             raise ValueError(f"{entry.path}: not a plain file or folder; an frmask output folder holds only those")
     return entries
@@ -293,7 +291,7 @@ def write_manifest(folder) -> None:
     """Write :data:`MANIFEST` into ``folder``, listing everything it holds now."""
     folder = Path(folder)
     data = {"format": _MANIFEST_FORMAT, "version": 1, "entries": _listing(folder)}
-    (folder / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (folder / MANIFEST).write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 def _manifest(folder: Path) -> dict | None:
@@ -320,12 +318,25 @@ def _written(folder: Path, legacy) -> dict | None:
             for name in names}
 
 
+def _changed(entry: os.DirEntry, listed: dict, written_ns: int) -> bool:
+    """Whether a file differs from its manifest entry: with its size, a file not modified after the manifest
+    was written (``written_ns``) is taken as unchanged, as make does; otherwise (an edit, a copy) the contents'
+    SHA-256 decides."""
+    info = entry.stat(follow_symlinks=False)
+    if info.st_size != listed.get("size"):
+        return True
+    return info.st_mtime_ns > written_ns and _sha256(entry.path) != listed["sha256"]
+
+
 def foreign_entries(folder, legacy=None) -> list[str]:
     """The entries of the existing folder ``folder`` that frmask did not write there (module docstring), each
     with why; empty when it may be replaced. ``legacy``: for folders without a manifest, a function of the
     folder giving the names older frmask versions wrote there (or None: not such a folder)."""
     folder = Path(folder)
     written = _written(folder, legacy)
+    written_ns = 0  # unknown: every file's contents are checked
+    with contextlib.suppress(OSError):
+        written_ns = os.stat(folder / MANIFEST).st_mtime_ns
     problems = []
     for rel, entry in _walk(folder):
         if rel == MANIFEST and written is not None:
@@ -335,8 +346,7 @@ def foreign_entries(folder, legacy=None) -> list[str]:
             problems.append(f"{rel} (not written by frmask)" if written is not None else rel)
         elif entry.is_symlink() or entry.is_dir() != bool(listed.get("dir")):
             problems.append(f"{rel} (replaced since frmask wrote it)")
-        elif "sha256" in listed and (entry.stat().st_size != listed.get("size") or
-                                     _sha256(Path(entry.path)) != listed["sha256"]):
+        elif "sha256" in listed and _changed(entry, listed, written_ns):
             problems.append(f"{rel} (changed since frmask wrote it)")
     return problems
 
@@ -371,12 +381,12 @@ def _remove_written(folder: Path, legacy=None) -> bool:
     folder if that empties it. True when the folder is gone."""
     written = _written(folder, legacy) or {}
     for rel, listed in sorted(written.items(), key=lambda kv: -kv[0].count("/")):
-        path = folder / rel
+        path = os.path.join(folder, rel)
         with contextlib.suppress(OSError):
             if listed.get("dir"):
-                path.rmdir()  # only when empty
-            elif not path.is_symlink() and path.is_file():
-                path.unlink()
+                os.rmdir(path)  # only when empty
+            elif stat.S_ISREG(os.lstat(path).st_mode):
+                os.unlink(path)
     with contextlib.suppress(OSError):
         (folder / MANIFEST).unlink()
     try:

@@ -55,8 +55,9 @@ def test_a_run_folder_holding_anything_else_is_refused_and_kept(tmp_path, change
     replace_dir(_build(out, {"a.txt": "1"}), out)
     if change == "added":
         (out / "important.txt").write_text("mine")
-    elif change == "edited":
-        (out / "a.txt").write_text("my notes")
+    elif change == "edited":  # same size: the new modification time sends it to the SHA-256
+        (out / "a.txt").write_text("9")
+        os.utime(out / "a.txt", ns=(0, (out / "a.txt").stat().st_mtime_ns + 10**9))
     else:
         (out / "src").mkdir()
     before = {str(p.relative_to(out)): p.is_file() and p.read_text() for p in out.rglob("*")}
@@ -69,6 +70,7 @@ def test_a_user_deleting_files_from_a_run_does_not_block_it(tmp_path):
     out = tmp_path / "run"
     replace_dir(_build(out, {"a.txt": "1", "b.txt": "2"}), out)
     (out / "b.txt").unlink()
+    os.utime(out / "a.txt", ns=(0, (out / MANIFEST).stat().st_mtime_ns + 10**9))  # touched, same contents
     replace_dir(_build(out, {"c.txt": "3"}), out)
     assert (out / "c.txt").is_file() and not (out / "a.txt").exists()
 

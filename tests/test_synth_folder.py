@@ -172,3 +172,24 @@ def test_folder_output_must_not_hold_or_be_the_source(tmp_path):
         with pytest.raises(ValueError, match=pattern):
             synth_folder(src, out, landmarks_csv=lm)
     assert (src / "a.png").is_file() and sorted(p.name for p in src.iterdir()) == ["a.png"]
+
+
+def test_folder_written_by_an_older_frmask_is_replaced_by_its_masks_csv(tmp_path):
+    """An output folder of frmask before manifests (masks.csv, failures.csv, preview.png, the images its
+    masks.csv lists) is replaced on a re-run; with a file of the user's beside them it is refused."""
+    src = tmp_path / "src"
+    lm = _aligned_set(src, ["p0/a.png", "p1/b.pgm"])
+    out = tmp_path / "out"
+    for rel in ("p0/a.png", "p1/b.png"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(b"old")
+    (out / "masks.csv").write_text("index,path,mask_type,r,g,b,jitter\n0,p0/a.png,surgical,1,2,3,\n"
+                                   "1,p1/b.pgm,surgical,1,2,3,\n")
+    (out / "failures.csv").write_text("path,reason\n")
+    (out / "preview.png").write_bytes(b"old")
+    (out / "p1" / "mine.txt").write_text("user")
+    with pytest.raises(ValueError, match=r"p1/mine.txt \(not written by frmask\)"):
+        synth_folder(src, out, landmarks_csv=lm)
+    (out / "p1" / "mine.txt").unlink()
+    synth_folder(src, out, landmarks_csv=lm)
+    assert (out / "p0" / "a.png").read_bytes() != b"old" and (out / ".frmask-manifest.json").is_file()
