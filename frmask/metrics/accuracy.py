@@ -33,22 +33,24 @@ def max_accuracy_point(s: ScoreSets, top: np.ndarray | None = None) -> tuple[flo
     """Best accuracy and its working-space threshold; see :func:`max_accuracy`.
 
     ``top`` may pass the impostor scores sorted descending if the caller already selected at least the
-    min(N_G, N_I) + 1 largest (or all of them).
+    min(N_G, N_I) + 1 largest (or all of them). Streamed sets (``n_acquired_impostor`` set) hold only such a
+    top, and count the rest.
     """
     g = np.sort(s.genuine)
     imp = s.impostor
-    k = min(g.size, imp.size)
-    need = min(k + 1, imp.size)
+    n_imp = getattr(s, "n_acquired_impostor", imp.size)  # streamed sets hold only their top impostors
+    k = min(g.size, n_imp)
+    need = min(k + 1, n_imp)
     if top is None or top.size < need:
         top = top_k_desc(imp, need)
     top = top[:need]
     cand = np.unique(np.concatenate([g, top]))
-    if top.size < imp.size:
+    if top.size < n_imp:
         cand = cand[cand > top[k]]  # counts from `top` are exact only above its last value
     tp = g.size - np.searchsorted(g, cand, side="left")
     fp = top.size - np.searchsorted(top[::-1], cand, side="left")
     gain = tp - fp  # correct decisions relative to rejecting everything
-    base = imp.size + s.rejected_impostor
+    base = n_imp + s.rejected_impostor
     total = s.n_genuine + s.n_impostor
     if cand.size == 0 or gain.max() <= 0:
         return base / total, reject_all_threshold(g, imp)
