@@ -6,20 +6,19 @@ from __future__ import annotations
 import csv
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from forged_images import png_claiming
 
 from frmask import _atomic
 from frmask.cli import main
 from frmask.io.errors import FormatError
 from frmask.io.images import MAX_PIXELS, check_pixels, claimed_size
-from frmask.io.insightface_bin import BinBenchmark, decode_image, read_bin, write_bin
+from frmask.io.insightface_bin import BinBenchmark, decode_image, write_bin
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 
@@ -30,12 +29,6 @@ def _jpeg(k: int, size=(112, 112)) -> bytes:
     return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
 
 
 # ------------------------------------------------------------------------------ synth --data X --out X
@@ -109,11 +102,11 @@ def test_claimed_size_of_real_jpegs_and_bad_data():
         data = path.read_bytes()
         assert claimed_size(data) == tuple(reversed(decode_image(data).shape[:2]))
     assert claimed_size(b"") is None and claimed_size(b"\xff\xd8\xff") is None and claimed_size(b"junk") is None
-    assert claimed_size(_png_claiming(60000, 60000)) == (60000, 60000)
+    assert claimed_size(png_claiming(60000, 60000)) == (60000, 60000)
 
 
 def test_oversized_headers_are_refused_before_decoding(monkeypatch):
-    data = _png_claiming(20000, 20000)  # cv2 would allocate 1.2 GB for it
+    data = png_claiming(20000, 20000)  # cv2 would allocate 1.2 GB for it
     with pytest.raises(FormatError, match=r"x.png: image header claims 20000x20000 pixels, more than the 67,108,864"):
         decode_image(data, source="x.png")
     assert MAX_PIXELS == 8192 * 8192
@@ -127,7 +120,7 @@ def test_synth_bin_names_an_oversized_image(tmp_path):
     from frmask.synth.benchmark import synth_bin
 
     src = tmp_path / "x.bin"
-    write_bin(src, BinBenchmark([_jpeg(0), _png_claiming(60000, 60000)], np.array([True])))
+    write_bin(src, BinBenchmark([_jpeg(0), png_claiming(60000, 60000)], np.array([True])))
     with pytest.raises(FormatError, match=r"claims 60000x60000 .*\(at index 1\)"):
         synth_bin(src, tmp_path / "y.bin", benchmark="lfw")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]
@@ -144,7 +137,7 @@ def identities(tmp_path):
         for j in range(2):
             (root / f"id{k}" / f"{j}.jpg").write_bytes(_jpeg(10 * k + j))
     (root / "id1" / "1.jpg").write_bytes(b"broken")
-    (root / "id2" / "2.png").write_bytes(_png_claiming(60000, 60000))
+    (root / "id2" / "2.png").write_bytes(png_claiming(60000, 60000))
     return root
 
 

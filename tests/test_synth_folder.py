@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from forged_images import png_claiming
 
 from frmask.cli import main
 from frmask.synth.folder import synth_folder
@@ -101,16 +102,6 @@ def _aligned_set(root: Path, names) -> Path:
     return csv_path
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height (with a few bytes of image data)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
 
 
 def test_folder_oversized_and_odd_names_are_listed_and_quoted(tmp_path):
@@ -119,7 +110,7 @@ def test_folder_oversized_and_odd_names_are_listed_and_quoted(tmp_path):
     src = tmp_path / "src"
     names = ["a,b.png", 'quote"d.png', "new\nline/x.png", "plain.png"]
     lm = _aligned_set(src, names)
-    (src / "giant, 60000.png").write_bytes(_png_header(60000, 60000))
+    (src / "giant, 60000.png").write_bytes(png_claiming(60000, 60000))
     (src / "bad,name.jpg").write_bytes(b"not an image")
     summary = synth_folder(src, tmp_path / "out", landmarks_csv=lm)
     assert summary.n_images == 6 and summary.n_masked == 4
