@@ -116,13 +116,14 @@ def format_report(rep, source: str) -> str:
                    "subject_a/subject_b columns).")
 @click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples for --ci.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed for --ci.")
-@click.option("--folds", type=int, default=10, show_default=True, help="Folds of the k-fold accuracy.")
+@click.option("--folds", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Folds of the k-fold accuracy (at least 1).")
 def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, distance, convention, fta, ci_level,
             n_boot, seed, folds):
     """Verification metrics of a score file: SCORES is a CSV with columns score,label (1 genuine, 0 impostor)
     and optionally subject_a,subject_b. Without SCORES, the bundled example file is used."""
-    from frmask._atomic import write_text_atomic
-    from frmask.io.scores_csv import read_score_table
+    from frmask._atomic import atomic_paths
+    from frmask.io.scores_csv import REPORT_BYTES_PER_ROW, read_score_table
     from frmask.metrics import pairs_report
 
     for option, path in (("--plot", plot_out), ("--hist", hist_out)):
@@ -134,42 +135,47 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
                    f"(synthetic scores, see README)", err=True)
     else:
         source = scores
-    table = read_score_table(source)
-    rep = pairs_report(table.scores, table.labels, subjects_a=table.subject_a, subjects_b=table.subject_b,
-                       folds=folds, convention=convention, higher_is_genuine=not distance, fta=fta, far=far,
-                       fmr_targets=fmr_targets, ci=ci_level, n_boot=n_boot, seed=seed)
+    name = getattr(source, "name", str(source))
+    try:
+        table = read_score_table(source, bytes_per_row=REPORT_BYTES_PER_ROW)
+        rep = pairs_report(table.scores, table.labels, subjects_a=table.subject_a, subjects_b=table.subject_b,
+                           folds=folds, convention=convention, higher_is_genuine=not distance, fta=fta, far=far,
+                           fmr_targets=fmr_targets, ci=ci_level, n_boot=n_boot, seed=seed)
+    except MemoryError:
+        raise ValueError(f"{source}: out of memory (the report needs about {REPORT_BYTES_PER_ROW} bytes per row "
+                         f"of the file, more with --ci)") from None
+    # Every output is rendered first and written to a temporary beside its target; they replace their
+    # targets together at the end, so a failing output leaves none of them behind.
+    outputs = []  # (label, path, write(tmp))
     stdout_used = False
-    if json_out:
-        text = rep.to_json() + "\n"
-        if json_out == "-":
-            click.echo(text, nl=False)
+    for label, path, render in (("JSON", json_out, lambda: rep.to_json() + "\n"),
+                                ("CSV", csv_out, lambda: rep.to_frame().to_csv(index=False))):
+        if path == "-":
+            click.echo(render(), nl=False)
             stdout_used = True
-        else:
-            write_text_atomic(json_out, text)
-    if csv_out:
-        text = rep.to_frame().to_csv(index=False)
-        if csv_out == "-":
-            click.echo(text, nl=False)
-            stdout_used = True
-        else:
-            write_text_atomic(csv_out, text)
+        elif path:
+            text = render()
+            outputs.append((label, path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8")))
     if plot_out or hist_out:
         from frmask.metrics import split_by_label
-        from frmask.metrics.plots import plot_det, plot_score_histograms
+        from frmask.metrics.plots import plot_det, plot_score_histograms, save_figure
 
-        name = getattr(source, "name", str(source))
         g, i = split_by_label(table.scores, table.labels)
         if plot_out:
-            plot_det({name: (g, i)}, plot_out, higher_is_genuine=not distance, fta=fta)
+            fig = plot_det({name: (g, i)}, higher_is_genuine=not distance, fta=fta)
+            outputs.append(("DET plot", plot_out, lambda tmp, fig=fig: save_figure(fig, plot_out, into=tmp)))
         if hist_out:
-            marks = {f"threshold at FMR 1 % = {rep['fmr100_threshold']:.4f}": rep["fmr100_threshold"],
-                     f"threshold at FMR 0.1 % = {rep['fmr1000_threshold']:.4f}": rep["fmr1000_threshold"]}
-            plot_score_histograms(g, i, hist_out, title=name, threshold=marks)
+            marks = {"threshold at FMR 1 %": rep["fmr100_threshold"],
+                     "threshold at FMR 0.1 %": rep["fmr1000_threshold"]}
+            fig = plot_score_histograms(g, i, title=name, threshold=marks)
+            outputs.append(("histograms", hist_out, lambda tmp, fig=fig: save_figure(fig, hist_out, into=tmp)))
+    with atomic_paths([path for _, path, _ in outputs]) as temporaries:
+        for (_, _, write), tmp in zip(outputs, temporaries):
+            write(tmp)
     if not stdout_used:
-        click.echo(format_report(rep, getattr(source, "name", str(source))))
-        for label, path in (("JSON", json_out), ("CSV", csv_out), ("DET plot", plot_out), ("histograms", hist_out)):
-            if path:
-                click.echo(f"wrote {label}: {path}")
+        click.echo(format_report(rep, name))
+        for label, path, _ in outputs:
+            click.echo(f"wrote {label}: {path}")
 
 
 @main.command()
@@ -187,6 +193,11 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
               "(or its masks.cfg).")
 @click.option("--colors", default="realistic", show_default=True,
               help="Palette name, 'uniform' (random RGB as in the paper), or a published colour file (idx,[r g b]).")
+@click.option("--coverage", type=click.Choice(["low", "medium", "high"]),
+              help="Nose coverage of a built-in mask: low (nose exposed), medium (tip covered), high (on the nose "
+                   "bridge, the default).")
+@click.option("--color", metavar="NAME", help="One named colour for every mask (light-blue, white, black, grey, red, "
+              "green, ...: data/colors/named.csv) instead of drawing from --colors.")
 @click.option("--jitter", type=float, default=0.0, show_default=True,
               help="Random anchor shifts up to this many pixels of a 112 crop (training augmentation; 0 to evaluate).")
 @click.option("--warp", type=click.Choice(["homography", "piecewise"]), default="homography", show_default=True,
@@ -203,21 +214,23 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Parallel workers (threads for a .bin, processes for a folder); the output is the same for any count.")
-def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitter, warp, legacy, detector, landmarks,
-          landmark_points, seed, workers):
+def synth(benchmark, data, images, out, mode, mask_type, template, colors, coverage, color, jitter, warp, legacy,
+          detector, landmarks, landmark_points, seed, workers):
     """Draw synthetic masks deterministically onto an aligned insightface .bin benchmark
     (--benchmark NAME --data FILE.bin) or a folder of face images (--images DIR).
 
     A .bin run writes OUT (atomically), OUT.masks.csv (what each image got) and OUT.preview.png. A folder
     run writes the masked 112x112 faces under OUT with the same structure, plus masks.csv, failures.csv
     (images with no face found, never dropped silently) and preview.png."""
-    from frmask.synth.benchmark import MaskSpec, check_benchmark, synth_bin
+    from frmask.synth.benchmark import MaskSpec, check_benchmark, check_spec, synth_bin
 
     if bool(images) == bool(data):
         raise click.UsageError("give either --benchmark NAME --data FILE.bin, or --images DIR")
     if data and not benchmark:
         raise click.UsageError("--data needs --benchmark NAME (it is part of every image's seed)")
-    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, jitter=jitter, legacy=legacy, warp=warp)
+    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, jitter=jitter, legacy=legacy, warp=warp,
+                    coverage=coverage, color=color)
+    check_spec(spec)  # a bad coverage, colour or template fails before any work
     bar = None
     if sys.stderr.isatty():
         from tqdm import tqdm
@@ -251,9 +264,10 @@ def synth(benchmark, data, images, out, mode, mask_type, template, colors, jitte
 
 
 from frmask.cli_eval import demo, report, score  # noqa: E402  (commands defined beside this module)
+from frmask.cli_effect import effect  # noqa: E402
 from frmask.train.commands import export_command, pack_command, train_command  # noqa: E402
 
-for _command in (score, report, demo, train_command, export_command, pack_command):
+for _command in (score, report, demo, effect, train_command, export_command, pack_command):
     main.add_command(_command)
 
 

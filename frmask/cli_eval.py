@@ -45,11 +45,14 @@ def _embedder(model, device, batch_size, flip, layout, channels, normalization, 
     return OnnxEmbedder(model, device=device, batch_size=batch_size, flip=flip, **overrides)
 
 
-def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta, convention, threads, extra=None):
+def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta, convention, threads, extra=None,
+              gallery=12):
     """Score, write the run folder, and return (result, markdown table)."""
-    from frmask.report import markdown_table, write_run
+    from frmask.report import check_out_dir, markdown_table, write_run
     from frmask.scoring import score_protocol
 
+    if out:
+        check_out_dir(out)  # before the long part: a refused --out is said at once
     bar = _progress(len(protocol.images), f"embedding {protocol.name}")
     try:
         result = score_protocol(embedder, protocol, model_name=model_name, detector=detector, cache=cache,
@@ -58,7 +61,7 @@ def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta,
     finally:
         bar.close()
     if out:
-        write_run(result, out)
+        write_run(result, out, gallery=gallery)
     rows = [(name, {**rep.to_dict()}) for name, rep in result.reports.items()]
     return result, markdown_table(rows)
 
@@ -73,7 +76,8 @@ def _summary(result, table: str, out) -> str:
     if len(result.failures) > 5:
         lines.append(f"  ... {len(result.failures) - 5} more in failures.csv")
     if out:
-        lines.append(f"wrote {out}/: metrics.json, scores.csv, report.md, det.png, histograms.png"
+        lines.append(f"wrote {out}/: report.html, metrics.json, scores.csv, report.md, det.png, histograms.png"
+                     + (", gallery.json, gallery/" if (Path(out) / "gallery.json").is_file() else "")
                      + (", failures.csv" if result.failures else ""))
     return "\n".join(lines)
 
@@ -90,6 +94,8 @@ def _summary(result, table: str, out) -> str:
 @click.option("--mask-type", default="surgical", show_default=True, help="Mask for --mask (as in frmask synth).")
 @click.option("--template", type=click.Path(), help="Mask template for --mask (as in frmask synth).")
 @click.option("--colors", default="realistic", show_default=True, help="Mask colours for --mask (as in frmask synth).")
+@click.option("--coverage", type=click.Choice(["low", "medium", "high"]), help="Nose coverage for --mask (as in frmask synth).")
+@click.option("--color", metavar="NAME", help="One named mask colour for --mask (as in frmask synth).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the masks for --mask.")
 @click.option("--align", type=click.Choice(["auto", "detect", "none"]), default=None,
               help="How images are aligned (default: detect for mfr2, auto for csv: 112x112 images are taken as "
@@ -113,25 +119,29 @@ def _summary(result, table: str, out) -> str:
 @click.option("--convention", type=click.Choice(["iso", "pyeer", "insightface"]), default="iso", show_default=True)
 @click.option("--cache", type=click.Path(dir_okay=False), help="Embedding cache file (default: ~/.cache/frmask).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
-def score(model, protocol, data, out, mask, mask_type, template, colors, seed, align, root, detector, flip, device,
-          batch_size, threads, layout, channels, normalization, size, input_name, output_name, far, fta, convention,
-          cache, no_cache):
+@click.option("--gallery", "gallery", type=click.IntRange(min=0), default=12, show_default=True, metavar="K",
+              help="report.html shows the K lowest-scoring genuine and K highest-scoring impostor pairs (0: none).")
+def score(model, protocol, data, out, mask, mask_type, template, colors, coverage, color, seed, align, root, detector,
+          flip, device, batch_size, threads, layout, channels, normalization, size, input_name, output_name, far, fta,
+          convention, cache, no_cache, gallery):
     """Score the ONNX face-recognition MODEL (a path, or a zoo name: sface) on a protocol: embed every image,
     compare every pair, and report exact ISO/IEC 19795-1 metrics per scenario."""
     from frmask.protocols import load_protocol
     from frmask.synth.benchmark import MaskSpec
 
-    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors)
+    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, coverage=coverage, color=color)
     proto = load_protocol(protocol, data, mask=mask, spec=spec, seed=seed, align=align, root=root)
     embedder = _embedder(model, device, batch_size, flip, layout, channels, normalization, size, input_name,
                          output_name)
     extra = {"data": str(data)}
     if mask != "none":
-        extra.update(mask=mask, mask_type=mask_type, template=template, colors=colors, seed=seed)
+        extra.update(mask=mask, mask_type=mask_type, template=template, colors=colors, seed=seed,
+                     **{k: v for k, v in dict(coverage=coverage, color=color).items() if v is not None})
     store = _open_cache(cache, no_cache)
     try:
         result, table = run_score(embedder, proto, out, model_name=Path(model).name, detector=detector, cache=store,
-                                  far=far, fta=fta, convention=convention, threads=threads, extra=extra)
+                                  far=far, fta=fta, convention=convention, threads=threads, extra=extra,
+                                  gallery=gallery)
     finally:
         if store is not None:
             store.close()
@@ -143,11 +153,21 @@ def score(model, protocol, data, out, mask, mask_type, template, colors, seed, a
 @click.option("--scenario", "scenarios", multiple=True, help="Only these scenarios (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Also write comparison.md, comparison.csv and det.png (every run in one DET figure) here.")
-def report(runs, scenarios, out):
+@click.option("--html", "html", type=click.Path(dir_okay=False),
+              help="Write an HTML page: the run's own page for one run, a comparison for several.")
+def report(runs, scenarios, out, html):
     """Compare run folders of `frmask score` side by side (one row per run and scenario)."""
     from frmask._atomic import write_text_atomic
     from frmask.report import compare_runs, comparison_det, comparison_frame, markdown_table
 
+    if html:  # first, so that a run with missing files still gets a page saying what is missing
+        from frmask.report_html import write_comparison_html, write_report_html
+
+        if len(runs) == 1:
+            write_report_html(runs[0], html)
+        else:
+            write_comparison_html(runs, html, scenarios=scenarios)
+        click.echo(f"wrote {html}")
     rows = compare_runs(runs, scenarios=scenarios)
     labels = [f"{r} / {s}" for r, s, _ in rows]
     if len(set(labels)) != len(labels):

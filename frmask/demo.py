@@ -51,7 +51,7 @@ def astronaut_demo(out, *, seed: int = 0) -> DemoResult:
     import cv2
     from skimage import data as skdata
 
-    from frmask._atomic import write_bytes_atomic, write_text_atomic
+    from frmask._atomic import write_bytes_atomic, write_csv_atomic
     from frmask.embed.onnx_model import OnnxEmbedder
     from frmask.faces.align import align_face
     from frmask.faces.detect import get_detector
@@ -71,7 +71,7 @@ def astronaut_demo(out, *, seed: int = 0) -> DemoResult:
     sheet_path, csv_path = out / "astronaut_masks.png", out / "similarities.csv"
     ok, buf = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     write_bytes_atomic(sheet_path, buf.tobytes())
-    write_text_atomic(csv_path, "mask,cosine_to_unmasked\n" + "".join(f"{k},{v:.6f}\n" for k, v in sims.items()))
+    write_csv_atomic(csv_path, [("mask", "cosine_to_unmasked"), *((k, f"{v:.6f}") for k, v in sims.items())])
     return DemoResult(sims, sheet_path, csv_path)
 
 

@@ -7,10 +7,13 @@ A run folder holds:
 - ``scores.csv``: one row per pair (``pair, image_a, image_b, subject_a, subject_b, label, score,
   scenarios``), NaN score for a failure to acquire; ``failures.csv`` (``image, reason``) when any;
 - ``report.md``: the table of the paper's columns per scenario; ``det.png`` (one curve per scenario) and
-  ``histograms.png`` (genuine/impostor scores per scenario).
+  ``histograms.png`` (genuine/impostor scores per scenario);
+- ``gallery.json`` and ``gallery/``: the gallery of the errors (:mod:`frmask.report_gallery`);
+- ``report.html``: the page of all of it for a browser, one self-contained file (:mod:`frmask.report_html`).
 
 The folder is built beside its destination and renamed into place, so an interrupted run leaves nothing
-half written; an existing run folder is replaced, any other non-empty folder is refused.
+half written. It carries a manifest (``.frmask-manifest.json``) of what it holds; an existing ``out`` is
+replaced only when it holds nothing else, unchanged (:func:`_replace_dir`), so no user file is ever deleted.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from frmask import _atomic
+from frmask.report_gallery import SCORE_FORMAT
 
 #: (column title, report key, kind) of the tables, in the paper's order
 COLUMNS = (
@@ -40,6 +44,8 @@ COLUMNS = (
 
 
 _TARGETS = {"fmr100": 0.01, "fmr1000": 0.001}
+STAR_NOTE = ("* the FMR target is below the resolution 1/N_impostor: the strict operating point is the threshold "
+             "with no false match at all.")
 
 
 def _json_safe(value):
@@ -62,13 +68,25 @@ def _cell(value, kind: str) -> str:
     return f"{100 * value:.2f}" if kind == "pct" else f"{value:.3f}"
 
 
+def present_columns(rows: list[tuple[str, dict]]) -> list[tuple[str, str, str]]:
+    """The :data:`COLUMNS` (title, key, kind) that some report of ``rows`` has, titles naming the FAR."""
+    present = [c for c in COLUMNS if any(d.get(c[1]) is not None for _, d in rows)]
+    far = next((d.get("far") for _, d in rows if d.get("far") is not None), None)
+    return [(t.replace("FAR", f"FAR{100 * far:g}%") if far is not None and t.endswith("@FAR") else t, key, kind)
+            for t, key, kind in present]
+
+
+def below_resolution(d: dict, key: str) -> bool:
+    """Whether the FMR target behind ``key`` of report ``d`` is below 1/N_impostor (a starred cell)."""
+    target = _TARGETS.get(key, d.get("far") if key in ("tpr_at_far", "acc_at_far") else None)
+    return bool(target is not None and d.get("n_impostor") and target * d["n_impostor"] < 1)
+
+
 def markdown_table(rows: list[tuple[str, dict]], *, first: str = "scenario") -> str:
     """A Markdown table of reports: ``rows`` is ``[(row label, report dict), ...]``; rates in percent.
     Columns absent from every report (e.g. 10-fold accuracy outside the .bin benchmarks) are left out."""
-    present = [c for c in COLUMNS if any(d.get(c[1]) is not None for _, d in rows)]
-    far = next((d.get("far") for _, d in rows if d.get("far") is not None), None)
-    titles = [t.replace("FAR", f"FAR{100 * far:g}%") if far is not None and t.endswith("@FAR") else t
-              for t, _, _ in present]
+    present = present_columns(rows)
+    titles = [t for t, _, _ in present]
     head = [first, "genuine", "impostor", "FTA", *titles]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     starred = False
@@ -76,16 +94,14 @@ def markdown_table(rows: list[tuple[str, dict]], *, first: str = "scenario") -> 
         cells = [label, f"{d.get('n_genuine', 0):,}", f"{d.get('n_impostor', 0):,}", str(d.get("n_fta", 0))]
         for _, key, kind in present:
             cell = _cell(d.get(key), kind)
-            target = _TARGETS.get(key, d.get("far") if key in ("tpr_at_far", "acc_at_far") else None)
-            if target is not None and d.get("n_impostor") and target * d["n_impostor"] < 1 and cell != "–":
+            if below_resolution(d, key) and cell != "–":
                 cell += "*"
                 starred = True
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     notes = "Rates in %; FDR = (mu_G - mu_I)^2 / (sigma_G^2 + sigma_I^2)."
     if starred:
-        notes += (" * the FMR target is below the resolution 1/N_impostor: the strict operating point is the "
-                  "threshold with no false match at all.")
+        notes += " " + STAR_NOTE
     return "\n".join(lines) + "\n\n" + notes + "\n"
 
 
@@ -107,31 +123,63 @@ def scores_frame(result):
     return frame
 
 
+#: what ``frmask score`` wrote in a run folder before run folders carried a manifest
+_LEGACY_RUN_FILES = frozenset({"metrics.json", "scores.csv", "failures.csv", "report.md", "det.png",
+                               "histograms.png"})
+
+
+def _legacy_run_files(folder: Path):
+    """The names an older ``frmask score`` wrote in ``folder`` (one without a manifest), or None when it
+    does not look like such a run (no ``metrics.json``)."""
+    return _LEGACY_RUN_FILES if (folder / "metrics.json").is_file() else None
+
+
+def check_out_dir(out) -> None:
+    """ValueError unless ``out`` can receive a run folder (see :func:`_replace_dir`); call it before long work."""
+    _atomic.check_replaceable(out, _legacy_run_files)
+
+
 def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"{out}: exists and is not a folder")
-        if any(out.iterdir()) and not (out / "metrics.json").is_file():
-            raise ValueError(f"{out}: a non-empty folder that is not an frmask run; choose another --out")
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    """Put the finished run folder ``tmp`` (built beside ``out``) at ``out``, never deleting a user's file.
+
+    ``out`` must not exist, or be empty, or be a run folder frmask wrote that holds nothing else, unchanged:
+    its manifest (written here, from ``tmp``'s contents, just before the rename) lists every entry; a run
+    folder of an older frmask without a manifest may hold only the files ``frmask score`` wrote then.
+    Anything else is refused with a ValueError naming the entries. ``out`` must not be the current folder
+    or hold it. Stale temporary folders of ``out`` left by a killed run are removed (:mod:`frmask._atomic`).
+    """
+    _atomic.replace_dir(tmp, out, legacy=_legacy_run_files)
 
 
-def write_run(result, out, *, title: str | None = None, plots: bool = True) -> Path:
-    """Write the run folder ``out`` of a :class:`~frmask.scoring.ScoreResult` (module docstring)."""
+@contextmanager
+def building_dir(out) -> Iterator[Path]:
+    """A new temporary folder beside ``out``, to write a run folder into: when the block ends normally it is
+    renamed into place (:func:`_replace_dir`), when it raises it is removed, so nothing half written is left."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    check_out_dir(out)
+    tmp = _atomic.make_temp_dir(out)
     try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_atomic._umask())
+        _replace_dir(tmp, out)
+    except BaseException:
+        _atomic.discard_temp_dir(tmp)
+        raise
+
+
+def write_run(result, out, *, title: str | None = None, plots: bool = True, gallery: int = 12) -> Path:
+    """Write the run folder ``out`` of a :class:`~frmask.scoring.ScoreResult` (module docstring);
+    ``gallery``: how many genuine and impostor pairs the gallery of the errors shows (0: no gallery)."""
+    from frmask.report_gallery import gallery_of_result
+    from frmask.report_html import write_report_html
+
+    out = Path(out)
+    with building_dir(out) as tmp:
         metrics = {"run": result.run}
         for name, rep in result.reports.items():
             metrics[name] = {**rep.to_dict(), "notes": list(rep.notes)}
         (tmp / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
-        scores_frame(result).to_csv(tmp / "scores.csv", index=False, float_format="%.9g")
+        scores_frame(result).to_csv(tmp / "scores.csv", index=False, float_format=SCORE_FORMAT)
         if result.failures:
             import pandas as pd
 
@@ -144,11 +192,9 @@ def write_run(result, out, *, title: str | None = None, plots: bool = True) -> P
         (tmp / "report.md").write_text(md)
         if plots:
             _run_plots(result, tmp, title)
-        os.chmod(tmp, 0o777 & ~_atomic._umask())
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if gallery:
+            gallery_of_result(result, tmp, k=gallery)
+        write_report_html(tmp)
     return out
 
 

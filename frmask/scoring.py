@@ -44,6 +44,20 @@ def scenario_report(protocol, scores: np.ndarray, scenario: str, *, far: float =
     return verification_report(s[g], s[~g], far=far, fta=fta, convention=convention, fmr_targets=fmr_targets)
 
 
+def run_date() -> str:
+    """When a run is made, for its provenance: UTC, ISO 8601 to the second; ``SOURCE_DATE_EPOCH`` (seconds
+    since 1970, the reproducible-builds convention) fixes it, so a rerun can be byte-identical."""
+    import os
+    from datetime import UTC, datetime
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    try:
+        when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    except ValueError:
+        raise ValueError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970") from None
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = "yunet", cache=None,
                    threads: int = 2, progress=None, far: float = 0.002, fta: str = "reject",
                    convention: str = "iso", fmr_targets=(), extra: dict | None = None) -> ScoreResult:
@@ -63,6 +77,7 @@ def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = 
     profile = embedder.profile
     run = {
         "frmask": __version__,
+        "date": run_date(),
         "model": {"name": model_name, "sha256": hashlib.sha256(embedder.model_bytes).hexdigest(),
                   "profile": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(profile).items()},
                   "flip": embedder.flip},
@@ -93,18 +108,10 @@ class ProtocolEvaluator:
         self._ok = None
 
     def _prepare(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+        from frmask.embed.pipeline import prepare_images
 
-        from frmask.embed.pipeline import _Preparer
-
-        prepare = _Preparer(self.size, self.detector, None)
         p = self.protocol
-
-        def one(i):
-            return prepare(p.image_bytes(i), p.images[i].align, i)
-
-        with ThreadPoolExecutor(2) as pool:
-            crops = list(pool.map(one, range(len(p.images))))
+        crops = prepare_images(p, range(len(p.images)), self.size, detector=self.detector)
         self._ok = np.array([not isinstance(c, str) for c in crops])
         if not self._ok.any():
             raise ValueError(f"no image of {p.name} could be aligned for evaluation")

@@ -224,3 +224,53 @@ def test_real_lfw_image_decodes() -> None:
         pytest.skip(f"{path} not present")
     image = decode_image(path.read_bytes(), 0, source=path)
     assert image.shape == (250, 250, 3)
+
+
+# ------------------------------------------------------------------------- hostile pickles (issue 15, item 3)
+
+
+def _reduce_pickle(module: bytes, name: bytes, args: bytes) -> bytes:
+    """A protocol-2 pickle calling ``module.name(*args)``: ``args`` are the opcodes pushing a tuple."""
+    return b"\x80\x02c" + module + b"\n" + name + b"\n" + args + b"R."
+
+
+@pytest.mark.parametrize(
+    ("payload", "pattern"),
+    [
+        # bytearray(256 MiB) from a 30-byte file (the issue's 62-byte file asked for 4 GiB)
+        (_reduce_pickle(b"builtins", b"bytearray", b"J\x00\x00\x00\x10\x85"), r"bytearray\(int\) is not allowed"),
+        # LONG_BINPUT memo index 2**20: CPython's unpickler would size its memo by it (2**29: 8 GB, minutes)
+        (b"\x80\x04Nr\x00\x00\x10\x00.", "memo index 1048576 out of range"),
+        # numpy _reconstruct preallocating a 256 MiB array
+        (_reduce_pickle(b"numpy.core.multiarray", b"_reconstruct",
+                        b"cnumpy\nndarray\nJ\x00\x00\x00\x10\x85C\x01b\x87"), "_reconstruct is only allowed"),
+        # a length that claims more bytes than the file holds
+        (b"\x80\x04\x8e" + (4 << 30).to_bytes(8, "little") + b"abc.", "not a readable pickle, or truncated"),
+    ],
+    ids=["bytearray-size", "memo-index", "reconstruct-shape", "length-past-end"],
+)
+def test_hostile_pickles_are_refused_before_allocating(tmp_path: Path, payload: bytes, pattern: str) -> None:
+    path = tmp_path / "hostile.bin"
+    path.write_bytes(payload)
+    with pytest.raises(FormatError, match=pattern) as info:
+        read_bin(path)
+    assert str(path) in str(info.value)
+
+
+def test_object_arrays_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "objects.bin"
+    path.write_bytes(pickle.dumps((np.array([b"a", b"b"], dtype=object), [True]), protocol=2))
+    with pytest.raises(FormatError, match="numpy arrays of object are not allowed"):
+        read_bin(path)
+
+
+def test_python2_style_bytearray_is_still_read(tmp_path: Path) -> None:
+    images = _images(2)
+    # Python 2 pickles bytearray as bytearray(<latin-1 text>, 'latin-1')
+    parts = [b"c__builtin__\nbytearray\nX" + len(s := b.decode("latin-1").encode("utf-8")).to_bytes(4, "little") + s
+             + b"X\x07\x00\x00\x00latin-1\x86R" for b in images]
+    payload = b"\x80\x02(]q\x00(" + b"".join(parts) + b"e]q\x01(\x88et."
+    path = tmp_path / "py2.bin"
+    path.write_bytes(payload)
+    bench = read_bin(path)
+    assert bench.images == images and bench.issame.tolist() == [True]

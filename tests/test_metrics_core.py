@@ -334,3 +334,49 @@ def test_subject_bootstrap_weights():
         assert sorted(gb.tolist()) == sorted(np.repeat(g, mult).tolist())
         expected = np.repeat(i, [mult[0] * mult[1], mult[0] * mult[2], mult[1] * mult[2]])
         assert sorted(ib.tolist()) == sorted(expected.tolist())
+
+
+# ---- rates at a fixed threshold -------------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(_sets(values), _sets(values), _sets(values), st.integers(0, 2), st.integers(0, 2), st.booleans())
+def test_rates_at_threshold_match_brute_force(g, i, thresholds, fta_g, fta_i, distance):
+    """Every threshold (scores themselves included: ties are accepted) against the definitions, for both
+    directions and with failures to acquire."""
+    from frmask.metrics.fixed import rates_at_threshold
+
+    gn, inn = g + [float("nan")] * fta_g, i + [float("nan")] * fta_i
+    for t in thresholds + g[:3] + i[:3]:
+        if distance:  # accept distance <= t: the same counts as similarity -d >= -t
+            op = rates_at_threshold([-x for x in gn], [-x for x in inn], -t, higher_is_genuine=False)
+        else:
+            op = rates_at_threshold(gn, inn, t)
+        fm = sum(1 for x in i if x >= t)
+        fnm = sum(1 for x in g if x < t) + fta_g
+        assert (op.false_matches, op.false_non_matches) == (fm, fnm)
+        assert op.fmr == fm / (len(i) + fta_i) and op.fnmr == fnm / (len(g) + fta_g)
+        assert op.threshold == (-t if distance else t)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_sets(values), _sets(values), targets, st.integers(0, 2))
+def test_a_calibrated_threshold_gives_back_its_operating_point(g, i, target, fta_g):
+    from frmask.metrics.fixed import rates_at_threshold
+
+    gn = g + [float("nan")] * fta_g
+    op = m.fnmr_at_fmr(gn, i, target)
+    fixed = rates_at_threshold(gn, i, op.threshold)
+    assert (fixed.false_matches, fixed.false_non_matches, fixed.fmr, fixed.fnmr) == \
+        (op.false_matches, op.false_non_matches, op.fmr, op.fnmr)
+
+
+def test_rates_at_threshold_hand_example_and_errors():
+    from frmask.metrics.fixed import fnmr_ratio, rates_at_threshold
+
+    # genuine 0.2 0.5 0.5 0.9, impostor 0.1 0.5 0.6; t = 0.5 accepts the ties: 1 FNM of 4, 2 FM of 3.
+    op = rates_at_threshold([0.2, 0.5, 0.5, 0.9], [0.1, 0.5, 0.6], 0.5)
+    assert (op.false_non_matches, op.fnmr, op.false_matches, op.fmr) == (1, 0.25, 2, 2 / 3)
+    assert fnmr_ratio(0.5, 0.25) == 2.0 and fnmr_ratio(0.5, 0.0) is None
+    for bad in (float("nan"), float("inf"), "x"):
+        with pytest.raises(m.ScoreError, match="threshold"):
+            rates_at_threshold([0.2], [0.1], bad)

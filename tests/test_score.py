@@ -218,6 +218,31 @@ def test_run_folder_written_whole_and_replaced(csv_protocol, tmp_path):
     assert not [f for f in runs.iterdir() if f.name.startswith(".")]  # no temporary left behind
 
 
+def test_cli_score_never_deletes_a_users_files(csv_protocol, tmp_path, monkeypatch):
+    """Issue 15 item 1: a folder holding a metrics.json and the user's files is refused, not emptied; --out .
+    (or a parent of the current folder) is refused without a stray folder; a re-run replaces its own run."""
+    args = ["score", str(csv_protocol / "means.onnx"), "--protocol", "csv", "--data", str(csv_protocol / "pairs.csv"),
+            "--device", "cpu", "--no-cache"]
+    proj = tmp_path / "proj"
+    (proj / "src").mkdir(parents=True)
+    (proj / "metrics.json").write_text("{}")
+    (proj / "important.txt").write_text("x")
+    runner = CliRunner()
+    r = runner.invoke(main, [*args, "--out", str(proj)])
+    assert r.exit_code == 1 and "important.txt (not written by frmask)" in r.output, r.output
+    assert sorted(p.name for p in proj.iterdir()) == ["important.txt", "metrics.json", "src"]
+    monkeypatch.chdir(proj / "src")
+    for out in (".", "..", str(proj)):
+        r = runner.invoke(main, [*args, "--out", out])
+        assert r.exit_code == 1 and "is the current folder or holds it" in r.output, r.output
+    assert sorted(p.name for p in proj.iterdir()) == ["important.txt", "metrics.json", "src"]
+    assert list((proj / "src").iterdir()) == []
+    run = tmp_path / "run"
+    for _ in range(2):
+        assert runner.invoke(main, [*args, "--out", str(run)]).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".") or p.name == "run") == ["run"]
+
+
 def test_cli_score_and_report_on_a_csv(csv_protocol, tmp_path):
     runner = CliRunner()
     cache = str(tmp_path / "cache.sqlite")
@@ -304,6 +329,13 @@ def test_cli_score_bin_masked_on_the_fly_reports_kfold(tmp_path):
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0 <= m["all"]["kfold_accuracy"] <= 1 and m["run"]["protocol"]["mask"] == "masked-vs-masked"
     assert "10-fold ACC" in (tmp_path / "run" / "report.md").read_text()
+    # A mask variant on the fly: coverage and a named colour, recorded in the run's provenance.
+    r = CliRunner().invoke(main, ["score", str(tmp_path / "means.onnx"), "--protocol", "cfp_fp", "--data",
+                                  str(tmp_path / "tiny.bin"), "--mask", "masked-vs-nonmasked", "--coverage", "low",
+                                  "--color", "black", "--out", str(tmp_path / "low"), "--no-cache", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "low" / "metrics.json").read_text())
+    assert (m["run"]["protocol"]["coverage"], m["run"]["protocol"]["color"]) == ("low", "black")
 
 
 def test_protocol_evaluator_matches_score_protocol(csv_protocol):

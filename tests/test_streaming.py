@@ -452,3 +452,23 @@ def test_caller_arrays_are_not_aliased():
     acc = ScoreAccumulator((0.1,)).add(genuine=buf, impostor=np.array([0.1, 0.2]))
     buf[:] = -1.0  # a reused chunk buffer
     assert_same_point(acc.fnmr_at_fmr(0.1), m.fnmr_at_fmr([0.9, 0.8, 0.7], [0.1, 0.2], 0.1))
+
+
+def test_max_accuracy_matches_in_memory():
+    """The streamed best accuracy equals max_accuracy on the concatenated scores (ties from 2-digit
+    rounding), with the buffer sized by a target >= (N_G + 1) / N_I."""
+    import math
+
+    from frmask.metrics import max_accuracy
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        ng, ni = int(rng.integers(1, 50)), int(rng.integers(60, 3000))
+        g = np.round(rng.normal(0.6, 0.2, ng), 2).astype(np.float32)
+        i = np.round(rng.normal(0.1, 0.2, ni), 2).astype(np.float32)
+        need = math.ceil(1000 * (ng + 1) / ni) / 1000
+        acc = ScoreAccumulator((0.01, need), expected_impostors=ni)
+        for part in np.array_split(i, 5):
+            acc.add(impostor=part)
+        acc.add(genuine=g)
+        assert acc.max_accuracy() == max_accuracy(g, i)

@@ -52,7 +52,7 @@ def test_modes_change_exactly_the_right_images(small_bin, tmp_path, mode):
     if mode == "masked-vs-nonmasked":  # exactly one image of every pair is masked
         assert all(changed[2 * i] + changed[2 * i + 1] == 1 for i in range(20))
     sidecar = (tmp_path / "out.bin.masks.csv").read_text().splitlines()
-    assert sidecar[0] == "index,masked,mask_type,r,g,b,jitter" and len(sidecar) == 41
+    assert sidecar[0] == "index,masked,mask_type,r,g,b,jitter,coverage,color" and len(sidecar) == 41
     assert [line.split(",")[1] == "1" for line in sidecar[1:]] == changed
     assert (tmp_path / "out.bin.preview.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -128,3 +128,44 @@ def test_legacy_maskinv_on_bin(small_bin, tmp_path):
               spec=MaskSpec(template=str(template), legacy="maskinv"), seed=0)
     changed = [a != b for a, b in zip(read_bin(small_bin).images, read_bin(out).images)]
     assert changed == [False] * 20 + [True] * 20
+
+
+def test_coverage_and_named_colour_variants(small_bin, tmp_path):
+    """--coverage and --color: every masked image gets exactly that variant, and the sidecar says so."""
+    from frmask.synth.colors import color_names, named_color
+
+    assert {"light-blue", "white", "black", "grey", "red", "green"} <= set(color_names())
+    outs = {}
+    for coverage in ("low", "high"):
+        out = tmp_path / f"{coverage}.bin"
+        synth_bin(small_bin, out, benchmark="lfw", mode="masked-vs-nonmasked", seed=0,
+                  spec=MaskSpec(mask_type="n95", coverage=coverage, color="black"))
+        outs[coverage] = read_bin(out)
+        rows = [line.split(",") for line in (tmp_path / f"{coverage}.bin.masks.csv").read_text().splitlines()[1:]]
+        masked = [r for r in rows if r[1] == "1"]
+        assert len(masked) == 20
+        assert all(r[2] == "n95" and r[7] == coverage and r[8] == "black" for r in masked)
+        assert all(tuple(map(int, r[3:6])) == tuple(named_color("black")) for r in masked)
+        # Preview: originals, then the low, medium and high rows.
+        preview = cv2.imdecode(np.frombuffer((tmp_path / f"{coverage}.bin.preview.png").read_bytes(), np.uint8), 1)
+        assert preview.shape[0] == 4 * 112
+    default = tmp_path / "default.bin"
+    synth_bin(small_bin, default, benchmark="lfw", mode="masked-vs-nonmasked", seed=0,
+              spec=MaskSpec(mask_type="n95", color="black"))
+    assert read_bin(default).images == outs["high"].images  # high is the default
+    low, high = (decode_image(outs[c].images[1]).astype(int) for c in ("low", "high"))
+    nose = high[60:68, 50:62] - low[60:68, 50:62]  # the bridge: masked (black) at high, skin at low
+    assert np.abs(nose).mean() > 30 and np.abs(high[95:100, 40:70] - low[95:100, 40:70]).mean() < 10
+
+
+def test_variant_bad_input(small_bin, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "x.bin"
+    res = runner.invoke(main, ["synth", "--benchmark", "lfw", "--data", str(small_bin), "--out", str(out),
+                               "--color", "mauve"])
+    assert res.exit_code == 1 and "unknown colour 'mauve'" in res.output and "light-blue" in res.output
+    template = SHARED / "templates" / "maskinv_mask_img.png"
+    res = runner.invoke(main, ["synth", "--benchmark", "lfw", "--data", str(small_bin), "--out", str(out),
+                               "--template", str(template), "--coverage", "low"])
+    assert res.exit_code == 1 and "built-in masks only" in res.output
+    assert not out.exists()

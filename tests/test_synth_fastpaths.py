@@ -228,4 +228,4 @@ def test_synth_bin_equals_per_image_oracle(tmp_path, colors):
         bgr = cv2.cvtColor(masked, cv2.COLOR_RGB2BGR)
         ext, params = (".png", []) if i == 5 else (".jpg", [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         assert got[i] == cv2.imencode(ext, bgr, params)[1].tobytes(), i
-        assert rows[i] == f"{i},1,surgical,{color[0]},{color[1]},{color[2]},"
+        assert rows[i] == f"{i},1,surgical,{color[0]},{color[1]},{color[2]},,high,"

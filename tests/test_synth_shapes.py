@@ -173,3 +173,85 @@ def test_small_scale_still_valid():
     assert template.rgba.shape == (92, 128, 4)
     alpha = _alpha_in_frame(template)
     assert alpha[92, 56] > 0.98 and alpha[_disc(EYES[0], 4.0)].max() < 0.02
+
+
+# --- nose coverage levels ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def levels() -> dict:
+    from frmask.synth.shapes import COVERAGE_LEVELS
+
+    return {(name, level): builtin_template(name, scale=2, coverage=level)
+            for name in MASK_TYPES for level in COVERAGE_LEVELS}
+
+
+def _edges_on_axis(template: MaskTemplate, scale: float) -> tuple[float, float]:
+    """Frame heights where alpha crosses 0.5 on the axis x = 56, top and bottom (linear between pixels)."""
+    x56 = round(frame_to_template([(56.0, 0.0)], scale)[0, 0])
+    col = template.rgba[:, x56, 3].astype(np.float64) / 255.0
+    inside = np.nonzero(col > 0.5)[0]
+    r, b = inside.min(), inside.max()
+    top_px = r - 1 + (0.5 - col[r - 1]) / (col[r] - col[r - 1])
+    bottom_px = b + (col[b] - 0.5) / (col[b] - col[b + 1])
+    to_frame = lambda px: (px + 0.5) / scale - 0.5 + FRAME_REGION[1]  # noqa: E731
+    return to_frame(top_px), to_frame(bottom_px)
+
+
+def test_coverage_levels_are_defined_from_the_landmarks():
+    from frmask.synth.shapes import COVERAGE_LEVELS, coverage_top
+
+    assert COVERAGE_LEVELS == ("low", "medium", "high")
+    eye, nose, mouth = ARCFACE_112[:2, 1].mean(), ARCFACE_112[2, 1], ARCFACE_112[3:, 1].mean()
+    for name in MASK_TYPES:
+        assert coverage_top(name, "medium") == pytest.approx(eye + 0.75 * (nose - eye))  # across the nose
+        assert coverage_top(name, "low") == pytest.approx(nose + 0.25 * (mouth - nose))  # below the tip
+        assert eye + 0.3 * (nose - eye) < coverage_top(name, "high") < eye + 0.5 * (nose - eye)  # on the bridge
+
+
+@pytest.mark.parametrize("name", MASK_TYPES)
+def test_coverage_top_edge_height_per_level(name, levels):
+    from frmask.synth.shapes import COVERAGE_LEVELS, coverage_top
+
+    bottoms = []
+    for level in COVERAGE_LEVELS:
+        top, bottom = _edges_on_axis(levels[name, level], 2)
+        assert top == pytest.approx(coverage_top(name, level), abs=0.3), f"{name} {level}"
+        bottoms.append(bottom)
+    # The chin stays where it is; only the top edge (and the sides with it) moves.
+    assert max(bottoms) - min(bottoms) < 0.3
+
+
+@pytest.mark.parametrize("name", MASK_TYPES)
+def test_coverage_alpha_in_the_nose_region_per_level(name, levels):
+    nose_x, nose_y = ARCFACE_112[2]
+    bridge = _disc((56.0, 62.5), 1.5)
+    tip = _disc((nose_x, nose_y), 2.0)
+    below_tip = _disc((56.0, 82.0), 2.0)
+    expected = {"high": (1, 1), "medium": (0, 1), "low": (0, 0)}  # (bridge covered, tip covered)
+    for level, (bridge_on, tip_on) in expected.items():
+        alpha = _alpha_in_frame(levels[name, level])
+        for region, on in ((bridge, bridge_on), (tip, tip_on)):
+            assert (alpha[region].min() > 0.98) if on else (alpha[region].max() < 0.02), f"{name} {level}"
+        assert alpha[below_tip].min() > 0.98 and alpha[86:100, 36:77].min() > 0.98  # nostrils down: covered
+        for eye in EYES:
+            assert alpha[_disc(eye, 4.0)].max() < 0.02
+    covered = [(_alpha_in_frame(levels[name, lv])[:80] > 0.5).sum() for lv in ("low", "medium", "high")]
+    assert covered[0] < covered[1] < covered[2]
+
+
+@pytest.mark.parametrize("name", MASK_TYPES)
+def test_default_coverage_is_high_and_unchanged(name, templates, levels):
+    assert builtin_template(name, coverage="high").rgba.tobytes() == templates[name].rgba.tobytes()
+    assert builtin_template(name, scale=2).rgba.tobytes() == levels[name, "high"].rgba.tobytes()
+
+
+def test_coverage_is_drawn_at_any_resolution(levels):
+    small = builtin_template("surgical", scale=1, coverage="low")
+    diff = np.abs(_alpha_in_frame(small) - _alpha_in_frame(levels["surgical", "low"]))
+    assert diff.mean() < 0.01
+
+
+@pytest.mark.parametrize("bad", ["none", "HIGH", 1])
+def test_unknown_coverage_names_the_levels(bad):
+    with pytest.raises(ValueError, match="low, medium, high"):
+        builtin_template("surgical", coverage=bad)

@@ -61,7 +61,10 @@ class _Preparer:
         from frmask.faces.align import align_face, template_for
         from frmask.io.errors import FormatError
         from frmask.io.insightface_bin import decode_image
+        from frmask.protocols.base import FTA_PREFIX
 
+        if data.startswith(FTA_PREFIX):  # the protocol's reader already found the failure (e.g. no face to mask)
+            return data[len(FTA_PREFIX):].decode("utf-8", "replace")
         try:
             image = decode_image(data)
         except FormatError as exc:
@@ -80,6 +83,27 @@ class _Preparer:
             return align_face(image, face.landmarks, size=self.size)
         except ValueError as exc:
             return f"cannot align: {exc}"
+
+
+def prepare_images(protocol, indices, size: tuple[int, int], *, detector: str = "yunet",
+                   detector_options: dict | None = None, threads: int = 2,
+                   unreadable_ok: bool = False) -> list[np.ndarray | str]:
+    """The crops of images ``indices`` of ``protocol`` exactly as the model is fed them (read, masked where
+    the protocol masks on the fly, aligned to ``size``), or a failure reason for each, in the order given.
+    A file that cannot be read raises, or with ``unreadable_ok`` becomes a reason too."""
+    prepare = _Preparer(tuple(size), detector, detector_options)
+
+    def one(i):
+        try:
+            data = protocol.image_bytes(i)
+        except OSError as exc:
+            if not unreadable_ok:
+                raise
+            return f"cannot read the file: {exc}"
+        return prepare(data, protocol.images[i].align, i)
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return list(pool.map(one, indices))
 
 
 def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_options: dict | None = None,

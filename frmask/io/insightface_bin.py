@@ -7,8 +7,12 @@ the same person.
 Reading accepts the layouts found in the wild: files pickled by Python 2 (read with
 ``encoding="bytes"``), images stored as ``bytes``, ``bytearray`` or 1-D numpy ``uint8`` arrays, and
 ``issame_list`` as a list of bools or a numpy bool array. Reading never runs arbitrary code: the
-unpickler only resolves the few globals that numpy arrays, numpy scalars and protocol-2 byte strings
-need, and raises :class:`FormatError` for anything else.
+unpickler only resolves the few globals that numpy arrays and scalars (of plain numbers, never objects)
+and protocol-2 byte strings need, each through a wrapper that checks its arguments, and raises
+:class:`FormatError` for anything else. Nothing a pickle asks for can exceed the file's own length: the
+opcodes are walked first (every length must fit in the file, every memo index must be below the number of
+objects read so far), ``bytearray`` is built only from bytes (never from a size) and numpy arrays only
+from their data.
 
 Writing produces one canonical layout: pickle protocol 4 of ``(list of bytes, list of bool)``. Because
 reading keeps ``bytes`` objects as they are and ``issame`` converts back to Python bools,
@@ -104,32 +108,109 @@ def _numpy_global(module: str, name: str) -> Callable[..., Any]:
     raise pickle.UnpicklingError(f"numpy has no {module}.{name}")
 
 
+_MAX_DIMS = 32  # numpy's own limit on array dimensions
+_ARRAY_KINDS = "biuf"  # plain numbers: uint8 image bytes and bool flags (others get a precise error later)
+
+
+def _safe_bytearray(*args: Any) -> bytearray:
+    """``bytearray`` as pickles of byte strings call it: from bytes (protocols 2-4) or from a latin-1 str
+    (Python 2); never from a size (``bytearray(4 << 30)`` would allocate 4 GiB from a 62-byte file)."""
+    if not args:
+        return bytearray()
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytearray(args[0])
+    if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], str) and \
+            codecs.lookup(args[1]).name == "iso8859-1":
+        return bytearray(args[0], args[1])
+    kinds = ", ".join(type(a).__name__ for a in args)
+    raise pickle.UnpicklingError(f"bytearray({kinds}) is not allowed (a .bin builds byte strings only from bytes)")
+
+
+def _safe_dtype(spec: Any, *args: Any) -> np.dtype:
+    """``numpy.dtype`` limited to plain numbers (never objects, records or sub-arrays)."""
+    if not isinstance(spec, (str, bytes)):
+        raise pickle.UnpicklingError(f"numpy dtype {spec!r} is not allowed")
+    dtype = np.dtype(spec.decode("latin-1") if isinstance(spec, bytes) else spec)
+    _check_dtype(dtype)
+    return dtype
+
+
+def _check_dtype(dtype: Any) -> None:
+    if not isinstance(dtype, np.dtype) or dtype.kind not in _ARRAY_KINDS or dtype.fields is not None:
+        raise pickle.UnpicklingError(f"numpy arrays of {dtype} are not allowed (a .bin holds uint8 images and "
+                                     f"bool flags)")
+
+
+def _safe_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's ``_reconstruct`` as ``ndarray.__reduce__`` calls it: an empty plain array, whose contents come
+    with its state (numpy checks the data's length against the shape); never a preallocated large one."""
+    if subtype is not np.ndarray or tuple(shape) != (0,):
+        raise pickle.UnpicklingError("numpy _reconstruct is only allowed for an empty plain ndarray")
+    return np.ndarray((0,), dtype=np.uint8)
+
+
+def _safe_scalar(dtype: Any, *args: Any) -> Any:
+    _check_dtype(dtype)
+    return _numpy_global("numpy._core.multiarray", "scalar")(dtype, *args)
+
+
+def _safe_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    _check_dtype(dtype)
+    if not isinstance(shape, tuple) or len(shape) > _MAX_DIMS:
+        raise pickle.UnpicklingError("numpy _frombuffer with a bad shape")
+    return _numpy_global("numpy._core.numeric", "_frombuffer")(buf, dtype, shape, order)
+
+
 _NUMPY_HELPERS = {
-    ("multiarray", "_reconstruct"),  # ndarray.__reduce__ (protocols 0-4)
-    ("multiarray", "scalar"),  # numpy scalars such as numpy.bool_
-    ("numeric", "_frombuffer"),  # ndarray.__reduce_ex__ (protocol 5)
+    ("multiarray", "_reconstruct"): _safe_reconstruct,  # ndarray.__reduce__ (protocols 0-4)
+    ("multiarray", "scalar"): _safe_scalar,  # numpy scalars such as numpy.bool_
+    ("numeric", "_frombuffer"): _safe_frombuffer,  # ndarray.__reduce_ex__ (protocol 5)
 }
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the globals numpy arrays and byte strings need."""
+    """Unpickler that resolves only what a ``.bin`` needs: byte strings, numpy arrays and scalars of plain
+    numbers, each through a wrapper that checks its arguments, so that none allocates more than the file
+    holds."""
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "numpy" and name == "ndarray":
             return np.ndarray
         if module == "numpy" and name == "dtype":
-            return np.dtype
+            return _safe_dtype
         if module in ("builtins", "__builtin__") and name == "bytearray":
-            return bytearray
+            return _safe_bytearray
         if module == "_codecs" and name == "encode":
             return _latin1_encode
         for home in ("numpy.core.", "numpy._core."):
             if module.startswith(home) and (module[len(home):], name) in _NUMPY_HELPERS:
-                return _numpy_global(module, name)
+                return _NUMPY_HELPERS[module[len(home):], name]
         raise FormatError(f"pickle refers to {module}.{name}, which a .bin benchmark never needs")
 
 
+_MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+
+
+def _prescan(data: bytes, path: Path) -> None:
+    """Walk the pickle's opcodes without building anything, so that a small file cannot make the unpickler
+    allocate much more than its own length: every length-prefixed argument must fit in the file
+    (:func:`pickletools.genops` checks), and every memo index must be below the number of opcodes read so
+    far (CPython's unpickler sizes its memo by the largest index: a 9-byte pickle could claim 8 GB)."""
+    import pickletools
+
+    try:
+        for count, (op, arg, pos) in enumerate(pickletools.genops(data), start=1):
+            if op.name in _MEMO_PUTS and not 0 <= int(arg) < count:
+                raise FormatError(f"pickle memo index {arg} out of range (a .bin of this length has fewer "
+                                  f"objects)", path=path, offset=pos)
+    except FormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - genops raises ValueError (and others) on malformed data
+        raise FormatError(f"not a readable pickle, or truncated ({type(exc).__name__}: {exc})", path=path) from None
+
+
 def _unpickle(data: bytes, path: Path) -> Any:
+    _prescan(data, path)
     stream = io.BytesIO(data)
     try:
         obj = _RestrictedUnpickler(stream, encoding="bytes").load()
@@ -220,14 +301,18 @@ def decode_image(data: bytes, index: int | None = None, *, source: PathLike | No
 
     Uses ``cv2.imdecode`` with ``IMREAD_COLOR`` (as MXNet's ``imdecode`` does): grey images are
     replicated to three channels, an alpha channel is dropped, 16-bit images are reduced to 8 bits and
-    the EXIF orientation is applied. ``index`` and ``source`` only serve the error message.
+    the EXIF orientation is applied. ``index`` and ``source`` only serve the error message. An image whose
+    header claims more pixels than :func:`frmask.io.images.max_pixels` is refused before decoding.
     A truncated JPEG may still decode (libjpeg fills the missing rows) and is not reported.
     """
     import cv2
 
+    from frmask.io.images import check_pixels
+
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
         raise FormatError("empty image data", path=source, index=index)
+    check_pixels(data, path=source, index=index)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:

@@ -31,7 +31,6 @@ import numbers
 import operator
 import os
 import re
-import secrets
 import struct
 import weakref
 from pathlib import Path
@@ -299,10 +298,11 @@ class RecordReader:
 
 
 def _open_temporary(target: Path) -> tuple[IO[bytes], Path]:
-    """A new, exclusive temporary file next to ``target`` (same folder, so a rename is atomic)."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    return os.fdopen(fd, "wb"), tmp
+    """A new, exclusive temporary file next to ``target`` (same folder, so a rename is atomic); stale ones of a
+    killed run are removed first (:mod:`frmask._atomic`)."""
+    from frmask._atomic import open_temp_file
+
+    return open_temp_file(target)
 
 
 def _discard(files: list[IO[bytes]], paths: list[Path]) -> None:
@@ -393,6 +393,20 @@ class RecordWriter:
         self._cleanup.detach()
         for folder in {p.parent for p in (self.rec_path, self.idx_path) if p is not None}:
             fsync_dir(folder)
+
+    def rewrite(self, offset: int, payload: bytes) -> None:
+        """Replace the record written at ``offset`` by ``payload``, whose record must have the same length (e.g.
+        a header whose values are known only at the end, as ``frmask pack``'s record 0)."""
+        if not self._open:
+            raise ValueError(f"{self.rec_path}: writer is closed")
+        data = frame(payload)
+        f = self._files[0]
+        end = f.tell()
+        if not 0 <= offset <= end - len(data):
+            raise ValueError(f"offset {offset}: no record of {len(data)} bytes there")
+        f.seek(offset)
+        f.write(data)
+        f.seek(end)
 
     def abort(self) -> None:
         """Discard everything written; the targets are left as they were."""

@@ -17,6 +17,7 @@ Conventions shared by every function (details in each module's docstring):
 from frmask.metrics._scores import FTA_POLICIES, ScoreError, split_by_label
 from frmask.metrics.accuracy import KFoldAccuracy, accuracy_at_threshold, kfold_accuracy, max_accuracy
 from frmask.metrics.eer import EqualErrorRate, eer, eer_info, eer_threshold
+from frmask.metrics.fixed import fnmr_ratio, rates_at_threshold
 from frmask.metrics.intervals import Interval, bootstrap_ci, rate_ci
 from frmask.metrics.rates import Curve, OperatingPoint, det_curve, fmr_at_fnmr, fnmr_at_fmr, roc_curve, tpr_at_far
 from frmask.metrics.report import CONVENTIONS, STABLE_KEYS, VerificationReport, pairs_report, verification_report
@@ -28,6 +29,6 @@ __all__ = [
     "CONVENTIONS", "FTA_POLICIES", "STABLE_KEYS", "Curve", "EqualErrorRate", "InexactError", "Interval",
     "KFoldAccuracy", "ScoreAccumulator", "ScoreHistogram",
     "OperatingPoint", "ScoreError", "VerificationReport", "accuracy_at_threshold", "bootstrap_ci", "det_curve",
-    "eer", "eer_info", "eer_threshold", "fdr", "fmr_at_fnmr", "fnmr_at_fmr", "kfold_accuracy", "max_accuracy",
-    "pairs_report", "plot_det", "plot_score_histograms", "rate_ci", "roc_curve", "split_by_label", "tpr_at_far", "verification_report",
+    "eer", "eer_info", "eer_threshold", "fdr", "fmr_at_fnmr", "fnmr_at_fmr", "fnmr_ratio", "kfold_accuracy", "max_accuracy",
+    "pairs_report", "plot_det", "plot_score_histograms", "rate_ci", "rates_at_threshold", "roc_curve", "split_by_label", "tpr_at_far", "verification_report",
 ]

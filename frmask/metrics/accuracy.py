@@ -33,22 +33,24 @@ def max_accuracy_point(s: ScoreSets, top: np.ndarray | None = None) -> tuple[flo
     """Best accuracy and its working-space threshold; see :func:`max_accuracy`.
 
     ``top`` may pass the impostor scores sorted descending if the caller already selected at least the
-    min(N_G, N_I) + 1 largest (or all of them).
+    min(N_G, N_I) + 1 largest (or all of them). Streamed sets (``n_acquired_impostor`` set) hold only such a
+    top, and count the rest.
     """
     g = np.sort(s.genuine)
     imp = s.impostor
-    k = min(g.size, imp.size)
-    need = min(k + 1, imp.size)
+    n_imp = getattr(s, "n_acquired_impostor", imp.size)  # streamed sets hold only their top impostors
+    k = min(g.size, n_imp)
+    need = min(k + 1, n_imp)
     if top is None or top.size < need:
         top = top_k_desc(imp, need)
     top = top[:need]
     cand = np.unique(np.concatenate([g, top]))
-    if top.size < imp.size:
+    if top.size < n_imp:
         cand = cand[cand > top[k]]  # counts from `top` are exact only above its last value
     tp = g.size - np.searchsorted(g, cand, side="left")
     fp = top.size - np.searchsorted(top[::-1], cand, side="left")
     gain = tp - fp  # correct decisions relative to rejecting everything
-    base = imp.size + s.rejected_impostor
+    base = n_imp + s.rejected_impostor
     total = s.n_genuine + s.n_impostor
     if cand.size == 0 or gain.max() <= 0:
         return base / total, reject_all_threshold(g, imp)
@@ -101,6 +103,41 @@ def kfold_splits(n: int, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
             for size, stop in zip(sizes, stops)]
 
 
+def _fold_bounds(n: int, folds: int) -> list[tuple[int, int]]:
+    """(start, stop) of each contiguous test fold, the folds of :func:`kfold_splits` without index arrays."""
+    n, folds = int(n), int(folds)
+    if folds < 1 or folds > n:
+        raise ScoreError(f"cannot split {n} pairs into {folds} folds (folds must be between 1 and {n})")
+    if folds == 1:
+        return [(0, n)]
+    sizes = np.full(folds, n // folds)
+    sizes[: n % folds] += 1
+    stops = np.cumsum(sizes)
+    return [(int(stop - size), int(stop)) for size, stop in zip(sizes, stops)]
+
+
+def _gather(scores: np.ndarray, keep: np.ndarray, ranges) -> np.ndarray:
+    """scores[keep] over the given index ranges, in order (slices: no index arrays)."""
+    return np.concatenate([scores[a:b][keep[a:b]] for a, b in ranges])
+
+
+def _fold_impostor_tops(scores, is_genuine, bounds, higher_is_genuine) -> list[np.ndarray]:
+    """The largest acquired impostor scores (working space, float64) of each fold, enough for any training set.
+
+    The best-accuracy search of a training set needs its min(N_G, N_I) + 1 largest impostor scores
+    (:func:`max_accuracy_point`); they lie among the union of each other fold's as many largest, and
+    min(N_G, N_I) of a training set is at most that of all pairs. So one selection per fold serves all.
+    """
+    sign = 1.0 if higher_is_genuine else -1.0
+    finite = ~np.isnan(scores)
+    k = min(int(np.count_nonzero(is_genuine & finite)), int(np.count_nonzero(~is_genuine & finite))) + 1
+    tops = []
+    for a, b in bounds:
+        x = scores[a:b][~is_genuine[a:b] & finite[a:b]]
+        tops.append(top_k_desc(sign * x.astype(np.float64), k))
+    return tops
+
+
 def kfold_accuracy(scores, labels, folds: int = 10, *, method: str = "exact", higher_is_genuine: bool = True,
                    fta: str = "reject") -> KFoldAccuracy:
     """LFW-protocol accuracy: contiguous folds, a threshold chosen on the other folds, applied to each.
@@ -121,16 +158,21 @@ def kfold_accuracy(scores, labels, folds: int = 10, *, method: str = "exact", hi
         return _insightface_kfold(s_all, lab, folds, higher_is_genuine, fta)
     if method != "exact":
         raise ScoreError(f"unknown k-fold method {method!r}; choose 'exact' or 'insightface'")
+    bounds = _fold_bounds(s_all.size, folds)
+    tops = _fold_impostor_tops(s_all, lab, bounds, higher_is_genuine)
     accs, thrs = [], []
-    for f, (train, test) in enumerate(kfold_splits(s_all.size, folds)):
+    for f, (a, b) in enumerate(bounds):
+        rest = [(0, s_all.size)] if folds == 1 else [(0, a), (b, s_all.size)]
         try:
-            s = prepare_scores(s_all[train][lab[train]], s_all[train][~lab[train]],
+            s = prepare_scores(_gather(s_all, lab, rest), _gather(s_all, ~lab, rest),
                                higher_is_genuine=higher_is_genuine, fta=fta)
         except ScoreError as exc:
             raise ScoreError(f"fold {f + 1}: the training folds cannot choose a threshold: {exc}") from None
-        _, t = max_accuracy_point(s)
+        others = tops if folds == 1 else tops[:f] + tops[f + 1:]
+        _, t = max_accuracy_point(s, top_k_desc(np.concatenate(others).astype(s.dtype, copy=False),
+                                                min(s.genuine.size, s.impostor.size) + 1))
         thr = s.output_threshold(t)
-        accs.append(_accuracy_on(s_all[test], lab[test], s.sign * thr, s.sign, fta))
+        accs.append(_accuracy_on(s_all[a:b], lab[a:b], s.sign * thr, s.sign, fta))
         thrs.append(thr)
     accs = np.asarray(accs)
     return KFoldAccuracy(float(accs.mean()), float(accs.std()), accs, np.asarray(thrs), "exact")

@@ -73,8 +73,11 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 # ---------------------------------------------------------------------------------------------- saving
 
-def save_figure(fig: Figure, path) -> Path:
+def save_figure(fig: Figure, path, *, into=None) -> Path:
     """Write ``fig`` to ``path`` atomically at :data:`DPI` dpi; the format comes from the suffix.
+
+    ``into``: write to this file instead (a caller's own temporary, e.g. from
+    :func:`frmask._atomic.atomic_paths`), still in the format of ``path``'s suffix.
 
     Supported suffixes: ``.png``, ``.pdf``, ``.svg`` (any case). The figure is rendered into a temporary
     file in the target's folder (created if missing) which then replaces ``path`` with ``os.replace``, so
@@ -88,6 +91,9 @@ def save_figure(fig: Figure, path) -> Path:
     if fmt is None:
         raise ValueError(f"cannot tell the figure format of {str(path)!r}: use a "
                          f"{', '.join(FORMATS)} suffix")
+    if into is not None:
+        fig.savefig(into, format=fmt, dpi=DPI)
+        return path
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=DPI)
     return path

@@ -594,6 +594,27 @@ class ScoreAccumulator:
         s = self._sets(top)
         return point_at_fmr(s, target, s.impostor)
 
+    def max_accuracy(self) -> tuple[float, float]:
+        """(best accuracy, threshold) over every threshold, exactly as :func:`frmask.metrics.max_accuracy`.
+
+        Only the min(N_G, N_I) + 1 largest impostor scores matter (accepting more impostors than there are
+        genuine scores is worse than rejecting everything), so the answer is exact when the buffer proves
+        them (size it with a declared target of at least N_G / E); else :class:`InexactError`.
+        """
+        from frmask.metrics.accuracy import max_accuracy_point
+
+        self._check_nonempty()
+        k = min(self._n_acq_g, self._n_acq_i)
+        complete = k >= self._n_acq_i and self._floor == -math.inf  # every impostor score is buffered
+        top = np.sort(self._consolidated())[::-1] if complete else self._exact_top(k)
+        if top is None:
+            raise InexactError(f"cannot prove the best accuracy: it needs the {k + 1} largest of {self._n_acq_i} "
+                               f"impostor scores, but only {self._buffer_size} are buffered; declare an FMR target "
+                               f">= {(k + 1) / max(1, self.n_impostor):.3g} with expected_impostors")
+        s = self._sets(top)
+        acc, t = max_accuracy_point(s, s.impostor)
+        return acc, s.output_threshold(t)
+
     def tpr_at_far(self, target) -> float:
         """True acceptance rate (1 - FNMR) at the strict operating point of :meth:`fnmr_at_fmr`."""
         return self.fnmr_at_fmr(target).tpr

@@ -19,6 +19,8 @@ from typing import Callable
 import numpy as np
 
 ALIGN_MODES = ("auto", "detect", "none")
+#: image bytes starting with this are a failure to acquire found while reading (the rest is the reason)
+FTA_PREFIX = b"frmask-fta:"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def load_bin(benchmark: str, data, *, mask: str = "none", spec=None, seed: int =
     """The protocol of the ``.bin`` file ``data`` named ``benchmark``, masked with ``mask`` (a mode of
     :data:`frmask.synth.benchmark.MODES`) using ``spec`` (a :class:`~frmask.synth.benchmark.MaskSpec`)."""
     from frmask.io.insightface_bin import read_bin
-    from frmask.synth.benchmark import MODES, MaskSpec, check_benchmark, load_template, masked_indices
+    from frmask.synth.benchmark import MODES, MaskSpec, check_benchmark, check_spec, masked_indices
 
     benchmark = check_benchmark(benchmark)
     if mask not in MODES:
@@ -31,7 +31,7 @@ def load_bin(benchmark: str, data, *, mask: str = "none", spec=None, seed: int =
     if not path.is_file():
         raise ValueError(f"{path}: no such .bin file")
     if mask != "none":
-        load_template(spec)  # a bad template fails here, before any work
+        check_spec(spec)  # a bad template or colour fails here, before any work
     bench = read_bin(path)
     n = len(bench.images)
     to_mask = np.zeros(n, bool)

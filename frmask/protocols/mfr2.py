@@ -139,3 +139,40 @@ def load_mfr2(data, *, align: str = "detect") -> Protocol:
         scenarios = {"mask-vs-nomask": n_masked == 1, "mask-vs-mask": n_masked == 2, "nomask-vs-nomask": n_masked == 0}
     return Protocol("mfr2", images, a_idx, b_idx, genuine, subjects_a, subjects_b, scenarios, folds=None,
                     description=f"MFR2 at {root}: {len(images)} images, {len(genuine)} pairs")
+
+
+def exhaustive_pairs(subjects) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every unordered pair ``i < j`` of a list of images' subjects, in row-major order: ``(a, b, genuine)``
+    with ``genuine[k]`` True when images ``a[k]`` and ``b[k]`` show the same subject."""
+    subjects = np.asarray(subjects, dtype=object)
+    a, b = np.triu_indices(len(subjects), k=1)
+    return a, b, subjects[a] == subjects[b]
+
+
+def load_mfr2_unmasked(data, *, align: str = "detect") -> Protocol:
+    """MFR2's unmasked faces as an exhaustive protocol: the images labelled ``no-mask`` in ``mfr2_labels.txt``
+    (98 of 269 in the shared copy, sorted by name and number), every unordered pair of them compared (4,753
+    pairs: 45 genuine, 4,708 impostor). The baseline of a mask-effect analysis (:mod:`frmask.effect`): its
+    images are faces without a mask, which synthetic masks are then drawn onto."""
+    root = Path(data)
+    align = check_align(align)
+    labels_file = root / "mfr2_labels.txt"
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder (expected the MFR2 folder with mfr2_labels.txt)")
+    if not labels_file.is_file():
+        raise ValueError(f"{root}: no mfr2_labels.txt here; the unmasked MFR2 faces are found by their labels")
+    keys = sorted(key for key, label in read_labels(labels_file).items() if label == NO_MASK)
+    if len(keys) < 2:
+        raise ValueError(f"{labels_file}: fewer than two images are labelled {NO_MASK!r}")
+    missing = [(f"{labels_file.name}: {name} {number}", root / image_name(name, number)) for name, number in keys
+               if not (root / image_name(name, number)).is_file()]
+    if missing:
+        raise missing_files_error(missing, labels_file)
+    images = [ImageEntry(image_name(*key), root / image_name(*key), align, NO_MASK) for key in keys]
+    subjects = np.array([name for name, _ in keys], dtype=object)
+    a, b, genuine = exhaustive_pairs(subjects)
+    if not genuine.any():
+        raise ValueError(f"{labels_file}: no subject has two {NO_MASK!r} images, so there is no genuine pair")
+    return Protocol("mfr2-unmasked", images, a, b, genuine, subjects[a], subjects[b], {}, folds=None,
+                    description=f"MFR2's unmasked faces at {root}: {len(images)} images, all {len(a):,} pairs "
+                                f"({int(genuine.sum())} genuine)")

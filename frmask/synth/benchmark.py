@@ -40,6 +40,9 @@ class MaskSpec:
     anchor shift in pixels of a 112 crop (0 for evaluation). ``warp``: ``homography`` (least squares over
     the anchors) or ``piecewise`` (piecewise-affine, exact at every anchor). ``legacy``: ``"maskinv"`` reproduces the
     published rendering bit for bit (its defects included), only for comparison with published numbers.
+    ``coverage``: the nose coverage of a built-in mask, ``low``, ``medium`` or ``high`` (None: ``high``, the mask
+    as designed; see :mod:`frmask.synth.shapes`); templates have none. ``color``: a colour name of
+    :func:`frmask.synth.colors.named_color` given to every image (instead of drawing from ``colors``).
     """
 
     mask_type: str = "surgical"
@@ -48,6 +51,8 @@ class MaskSpec:
     jitter: float = 0.0
     legacy: str | None = None
     warp: str = "homography"
+    coverage: str | None = None
+    color: str | None = None
 
 
 @dataclass
@@ -120,6 +125,9 @@ def load_template(spec: MaskSpec):
     """The MaskTemplate of a spec: the MaskInv template file (its five anchors are built in), a MaskTheFace
     folder or ``masks.cfg`` (``mask_type`` names the mask in it), or a built-in mask type."""
     kind = template_kind(spec)
+    if spec.coverage is not None and kind != "builtin":
+        raise ValueError(f"coverage {spec.coverage!r} applies to the built-in masks only (surgical, n95, kn95, cloth); "
+                         f"a template file is drawn as it is")
     if kind == "maskinv":
         from frmask.synth.maskinv import maskinv_template
 
@@ -130,7 +138,23 @@ def load_template(spec: MaskSpec):
         return masktheface_template(spec.template, spec.mask_type)
     from frmask.synth.shapes import builtin_template
 
-    return builtin_template(spec.mask_type, scale=BUILTIN_SCALE)
+    return builtin_template(spec.mask_type, scale=BUILTIN_SCALE, coverage=spec.coverage or "high")
+
+
+def check_spec(spec: MaskSpec):
+    """The spec's template (:func:`load_template`), after checking its fixed colour name: a bad template, coverage or
+    colour raises ValueError before any work."""
+    if spec.color is not None:
+        from frmask.synth.colors import named_color
+
+        named_color(spec.color)
+    return load_template(spec)
+
+
+def variant_label(spec: MaskSpec) -> tuple[str, str]:
+    """``(coverage, color)`` of a spec as the sidecars record them: the built-in mask's coverage level (empty for
+    templates) and the fixed colour's name (empty when colours are drawn per image)."""
+    return ("" if template_kind(spec) != "builtin" else spec.coverage or "high"), spec.color or ""
 
 
 def frame_landmarks() -> dict:
@@ -151,7 +175,12 @@ class _Colorizer:
         self.seed, self.benchmark = seed, benchmark
         self.by_index = None
         self.palette = None
-        if spec.colors == "uniform":
+        self.fixed = None
+        if spec.color is not None:
+            from frmask.synth.colors import named_color
+
+            self.fixed = named_color(spec.color)
+        elif spec.colors == "uniform":
             pass
         elif spec.colors.lower().endswith((".txt", ".csv")) and os.path.isfile(spec.colors) and \
                 not _is_palette_csv(spec.colors):
@@ -163,6 +192,8 @@ class _Colorizer:
         from frmask.synth.colors import random_color
         from frmask.synth.seeding import image_rng
 
+        if self.fixed is not None:
+            return self.fixed.copy()
         if self.by_index is not None:
             if index not in self.by_index:
                 raise ValueError(f"the colour file has no colour for image index {index}")
@@ -174,6 +205,8 @@ class _Colorizer:
         uniform draws are recomputed in bulk by :mod:`frmask.synth.fastrng`, exactly)."""
         from frmask.synth import fastrng
 
+        if self.fixed is not None:
+            return np.tile(self.fixed, (len(indices), 1))
         if self.by_index is None and len(indices) > 16 and fastrng.selfcheck():
             palette = None if self.palette is None else self.palette.rgb
             return fastrng.random_colors(self.seed, self.benchmark, indices, palette)
@@ -282,14 +315,6 @@ def render_one(st: dict, image: np.ndarray, index: int, color, anchors: dict | N
     return apply_mask(image, warped, color), np.round(off, 4).ravel().tolist()
 
 
-def contact_sheet_png(top: list, bottom: list) -> bytes:
-    """PNG of two rows of equally sized RGB tiles (originals above their masked versions)."""
-    import cv2
-
-    sheet = np.vstack([np.hstack(top), np.hstack(bottom)])
-    return cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))[1].tobytes()
-
-
 _DECODE_BATCH = 32  # images decoded, blended and encoded together (stays in the CPU caches)
 
 
@@ -299,10 +324,12 @@ def _decode_bgr(data: bytes, index: int) -> np.ndarray:
     import cv2
 
     from frmask.io.errors import FormatError
+    from frmask.io.images import check_pixels
 
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
         raise FormatError("empty image data", index=index)
+    check_pixels(data, index=index)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -369,6 +396,10 @@ def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec
     if spec.legacy not in (None, "maskinv"):
         raise ValueError(f"unknown legacy renderer {spec.legacy!r}; the only one is 'maskinv'")
     points68 = use_landmarks68(spec, landmarks, auto=False)
+    from frmask._paths import refuse_same
+
+    for path in (os.fspath(out), os.fspath(out) + ".masks.csv", os.fspath(out) + ".preview.png"):
+        refuse_same(path, data)  # X.bin -> X.bin (or a link to it) would overwrite the input
     bench = read_bin(data)
     todo = masked_indices(len(bench.images), mode)
     images = list(bench.images)
@@ -399,8 +430,8 @@ def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec
                 _collect(_mask_chunk(st, job), images, rows, progress)
     masked = BinBenchmark(images, bench.issame)
     name = spec.legacy and "maskinv-legacy" or (spec.template and os.path.basename(spec.template)) or spec.mask_type
-    sidecar = _sidecar_text(len(images), rows, name)
-    preview = _preview(bench.images, images, idx)
+    sidecar = _sidecar_text(len(images), rows, name, variant_label(spec))
+    preview = _preview(bench.images, images, idx, spec, seed, benchmark)
     from frmask._atomic import write_bytes_atomic, write_text_atomic
     from frmask.io.insightface_bin import write_bin
 
@@ -421,25 +452,33 @@ def _collect(res, images, rows, progress) -> None:
         progress(len(res))
 
 
-def _sidecar_text(n: int, rows: dict, mask_name: str) -> str:
-    lines = ["index,masked,mask_type,r,g,b,jitter"]
+def _sidecar_text(n: int, rows: dict, mask_name: str, variant: tuple[str, str]) -> str:
+    from frmask._atomic import csv_text
+
+    coverage, color = variant
+    lines = [("index", "masked", "mask_type", "r", "g", "b", "jitter", "coverage", "color")]
     for i in range(n):
         if i in rows:
             (r, g, b), jitter = rows[i]
-            lines.append(f"{i},1,{mask_name},{r},{g},{b},{' '.join(map(str, jitter))}")
+            lines.append((i, 1, mask_name, r, g, b, " ".join(map(str, jitter)), coverage, color))
         else:
-            lines.append(f"{i},0,,,,,")
-    return "\n".join(lines) + "\n"
+            lines.append((i, 0, "", "", "", "", "", "", ""))
+    return csv_text(lines)
 
 
-def _preview(before, after, masked_idx, n: int = 8) -> bytes:
-    """PNG contact sheet: original above masked, for up to ``n`` masked images spread over the set."""
+def _preview(before, after, masked_idx, spec: MaskSpec, seed: int, benchmark: str, n: int = 8) -> bytes:
+    """PNG contact sheet: originals above their masked versions, for up to ``n`` masked images spread over the
+    set; a built-in mask shows one row per coverage level (:func:`frmask.synth.preview.coverage_rows`)."""
     import cv2
 
     from frmask.io.insightface_bin import decode_image
+    from frmask.synth.preview import contact_sheet_png, coverage_rows
 
     picks = [masked_idx[k] for k in np.linspace(0, len(masked_idx) - 1, min(n, len(masked_idx))).astype(int)] \
         if masked_idx else list(range(min(n, len(before))))
     tiles_top = [cv2.resize(decode_image(before[i], i), (SIZE, SIZE)) for i in picks]
     tiles_bot = [cv2.resize(decode_image(after[i], i), (SIZE, SIZE)) for i in picks]
-    return contact_sheet_png(tiles_top, tiles_bot)
+    if not masked_idx:
+        return contact_sheet_png(tiles_top, tiles_bot)
+    colors = _Colorizer(spec, seed, benchmark).many(picks)
+    return contact_sheet_png(tiles_top, *coverage_rows(spec, seed, benchmark, tiles_top, picks, colors, tiles_bot))

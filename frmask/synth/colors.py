@@ -2,7 +2,9 @@
 
 Palettes are CSV files ``name,r,g,b`` (a header line, then one sRGB colour per line, 0..255) in the
 resource package :mod:`frmask.colors` (the folder ``data/colors/`` of the source tree). The shipped
-``realistic`` palette holds common surgical, KN95 and cloth mask colours.
+``realistic`` palette holds common surgical, KN95 and cloth mask colours; the ``named`` palette holds the
+plain colours that mask-effect studies name (NIST FRVT's light-blue, white, black, ...), one colour per
+name, for a fixed colour per image: :func:`named_color` and ``frmask synth --color NAME``.
 
 :func:`random_color` draws from a palette or, with no palette, uniformly from all 24-bit RGB colours
 (the MaskInv paper's "random colour"). Pass it the image's own generator from
@@ -28,7 +30,9 @@ __all__ = [
     "ColorFileError",
     "Palette",
     "PaletteError",
+    "color_names",
     "load_palette",
+    "named_color",
     "palette_names",
     "random_color",
     "read_color_file",
@@ -101,6 +105,23 @@ def load_palette(name: str = "realistic") -> Palette:
     if not resource.is_file():
         raise PaletteError(f"no palette named {name!r}; available: {', '.join(palette_names()) or 'none'}")
     return _parse_palette(resource.read_text(encoding="utf-8"), name, f"{name!r}")
+
+
+NAMED_PALETTE = "named"
+
+
+def color_names() -> tuple[str, ...]:
+    """The names of :func:`named_color` (``data/colors/named.csv``), in the file's order."""
+    return load_palette(NAMED_PALETTE).names
+
+
+def named_color(name: str) -> np.ndarray:
+    """The RGB of a named colour of ``data/colors/named.csv`` (``light-blue``, ``white``, ``black``, ``grey``,
+    ...) as a uint8 (3,) array; an unknown name raises :class:`PaletteError` listing the names."""
+    palette = load_palette(NAMED_PALETTE)
+    if name not in palette.names:
+        raise PaletteError(f"unknown colour {name!r}; the named colours are {', '.join(palette.names)}")
+    return palette.rgb[palette.names.index(name)].copy()
 
 
 def _palette_array(palette) -> np.ndarray:

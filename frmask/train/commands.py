@@ -117,15 +117,17 @@ def export_command(run, out, opset, dynamo):
 @click.option("--align", type=click.Choice(("auto", "none", "detect")), default="auto", show_default=True,
               help="none: images are aligned 112x112 crops; detect: detect and align faces; auto: none when the "
                    "first image is 112x112.")
+@click.option("--stop-on-error", is_flag=True,
+              help="Stop at the first image that cannot be decoded (default: leave it out, list it, go on).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-def pack_command(src, out, align, progress):
+def pack_command(src, out, align, stop_on_error, progress):
     """Pack an identity folder (one sub-folder per identity) into MS1MV2-style RecordIO."""
     from tqdm import tqdm
 
     from frmask.train.pack import pack_folder
 
     with tqdm(disable=None if progress else True, unit="img", desc="pack") as bar:  # None: only on a terminal
-        summary = pack_folder(src, out, align=align, progress=bar.update)
+        summary = pack_folder(src, out, align=align, progress=bar.update, stop_on_error=stop_on_error)
     click.echo(f"wrote {summary.rec} and {summary.idx}: {summary.n_images} images of {summary.n_identities} "
                f"identities (align {summary.align}, {summary.seconds:.1f} s)")
     if summary.failures:

@@ -15,7 +15,7 @@ import csv
 import math
 from pathlib import Path
 
-from frmask._atomic import atomic_path, write_text_atomic
+from frmask._atomic import atomic_path, csv_text, write_text_atomic
 
 __all__ = ["LOG_COLUMNS", "RunLogger", "read_log", "plot_losses"]
 
@@ -36,8 +36,7 @@ def _truncate_csv(path: Path, header: tuple[str, ...], keep_through: int) -> Non
             reader = csv.reader(f)
             next(reader, None)
             rows = [r for r in reader if r and r[0].isdigit() and int(r[0]) <= keep_through]
-    lines = [",".join(header)] + [",".join(r) for r in rows]
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, csv_text([header, *rows]))
 
 
 class RunLogger:
@@ -67,7 +66,7 @@ class RunLogger:
             return
         values = (step, ce, kd, lam, lr, images_per_s)
         with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(",".join(_fmt(v) for v in values) + "\n")
+            f.write(csv_text([[_fmt(v) for v in values]]))
         if self.writer is not None:
             for name, value in zip(LOG_COLUMNS[1:], values[1:]):
                 if value is not None and not (isinstance(value, float) and math.isnan(value)):
@@ -77,8 +76,7 @@ class RunLogger:
         if not self.active:
             return
         with open(self.eval_path, "a", encoding="utf-8") as f:
-            for name, value in metrics.items():
-                f.write(f"{step},{name},{_fmt(float(value))}\n")
+            f.write(csv_text([(step, name, _fmt(float(value))) for name, value in metrics.items()]))
         if self.writer is not None:
             for name, value in metrics.items():
                 self.writer.add_scalar(f"eval/{name}", float(value), step)

@@ -10,7 +10,8 @@ Layout written (keys; ``N`` images, ``K`` identities, labels 0..K-1 in sorted fo
 Payloads are aligned 112x112 crops. With ``align="none"`` a JPEG or PNG file is stored byte for byte (after
 checking that it decodes to 112x112) and any other format is re-encoded as PNG; with ``align="detect"`` the
 aligned crops are encoded as JPEG (quality 95) for JPEG sources and PNG otherwise. Images in which no face is
-found are listed in the summary's ``failures``, never dropped silently. Output is all or nothing
+found, or that cannot be decoded, are left out and listed in the summary's ``failures``, never dropped
+silently (``stop_on_error`` stops at an undecodable one instead). Output is all or nothing
 (:class:`frmask.io.recordio.RecordWriter`).
 """
 
@@ -85,14 +86,19 @@ def _payload(data: bytes, where: str, landmarks: np.ndarray | None) -> bytes:
     return _encode(aligned, _is_jpeg(data), where)
 
 
-def pack_folder(src, rec_path, *, align: str = "auto", detector: str = "yunet", progress=None) -> PackSummary:
+def pack_folder(src, rec_path, *, align: str = "auto", detector: str = "yunet", progress=None,
+                stop_on_error: bool = False) -> PackSummary:
     """Write the identity folder ``src`` as ``rec_path`` + ``rec_path`` with suffix ``.idx`` (module notes).
 
     ``align``: ``"none"`` (images already aligned 112x112), ``"detect"`` or ``"auto"`` (``"none"`` when the
-    first image is 112x112). ``progress`` is called with 1 after each image written. Bad input (no folder,
-    an empty identity folder, fewer than 2 identities, an unaligned image with ``align="none"``, an identity
-    without a usable face) raises ``ValueError`` and leaves no output behind.
+    first image is 112x112). ``progress`` is called with 1 after each image. An image that cannot be read
+    or decoded (or whose header claims more than :func:`frmask.io.images.max_pixels` pixels) is left out and
+    listed in ``failures`` with its reason, as images without a face are; ``stop_on_error=True`` raises on
+    it instead. Bad input (no folder, an empty identity folder, fewer than 2 identities, an unaligned image
+    with ``align="none"``, an identity left without a usable image) raises ``ValueError`` and leaves no
+    output behind.
     """
+    from frmask.io.errors import FormatError
     from frmask.io.recordio import IRHeader, RecordWriter, pack
 
     t0 = time.perf_counter()
@@ -105,16 +111,33 @@ def pack_folder(src, rec_path, *, align: str = "auto", detector: str = "yunet", 
     n, k = len(index.files), len(index.identities)
     idx_path = rec_path.with_suffix(".idx")
     rec_path.parent.mkdir(parents=True, exist_ok=True)
+    failures = list(index.failures)
+    counts = np.zeros(k, np.int64)
     with RecordWriter(rec_path, idx_path) as writer:
-        writer.write(0, pack(IRHeader(0, [n + 1, n + 1 + k], 0, 0), b""))
+        header = writer.write(0, pack(IRHeader(0, [n + 1, n + 1 + k], 0, 0), b""))
+        key = 1
         for i in range(n):
             lm = None if index.landmarks is None else index.landmarks[i]
-            payload = _payload(source.read(i), source.where(i), lm)
-            writer.write(i + 1, pack(IRHeader(0, float(index.labels[i]), i + 1, 0), payload))
+            try:
+                payload = _payload(source.read(i), source.where(i), lm)
+            except FormatError as exc:  # undecodable or oversized: this image only (ValueError: the whole input)
+                if stop_on_error:
+                    raise
+                failures.append((source.short(i), f"unreadable image: {exc}"))
+            else:
+                writer.write(key, pack(IRHeader(0, float(index.labels[i]), key, 0), payload))
+                counts[index.labels[i]] += 1
+                key += 1
             if progress is not None:
                 progress(1)
-        starts = np.searchsorted(index.labels, np.arange(k + 1)) + 1
+        if (counts == 0).any():
+            empty = index.identities[int(np.flatnonzero(counts == 0)[0])]
+            raise ValueError(f"{src / empty}: no usable image in this identity folder: "
+                             + "; ".join(f"{p} ({r})" for p, r in failures if p.split("/", 1)[0] == empty))
+        n = key - 1
+        writer.rewrite(header, pack(IRHeader(0, [n + 1, n + 1 + k], 0, 0), b""))  # same length: two labels
+        starts = np.concatenate([[0], np.cumsum(counts)]) + 1
         for label in range(k):
             writer.write(n + 1 + label, pack(IRHeader(0, [int(starts[label]), int(starts[label + 1])], 0, 0), b""))
     return PackSummary(k, n, index.align, os.fspath(rec_path), os.fspath(idx_path), index.identities,
-                       list(index.failures), time.perf_counter() - t0)
+                       failures, time.perf_counter() - t0)
