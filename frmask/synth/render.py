@@ -38,7 +38,9 @@ __all__ = [
     "apply_mask_batch",
     "fit_homography",
     "jitter_offsets",
+    "place_template",
     "project_points",
+    "template_level",
     "warp_template",
 ]
 
@@ -298,27 +300,11 @@ def _landmark_array(template: MaskTemplate, landmarks) -> np.ndarray:
 WARP_METHODS = ("homography", "piecewise")
 
 
-def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=None, *,
-                  margin: float = 0.25, method: str = "homography") -> WarpedMask:
-    """Warp ``template`` so its anchors land on ``landmarks`` in a ``size = (width, height)`` frame.
-
-    ``landmarks``: dict landmark name -> (x, y) output pixel (a (5, 2) array in
-    :data:`~frmask.synth.template.FIVE_POINTS` order is accepted for five-point templates).
-    ``jitter``: optional (n_anchors, 2) offsets in output pixels added to the landmarks, in the order
-    of ``template.landmarks`` (see :func:`jitter_offsets`). Landmarks more than ``margin`` times the
-    width / height outside the frame, missing names, and homographies that fold the mask across the
-    horizon raise ``ValueError``.
-
-    The warp is ``cv2.warpPerspective`` with bilinear sampling of the premultiplied RGBA (after an
-    area reduction of large templates, see the module notes), zero outside the template.
-
-    ``method="piecewise"`` warps piecewise-affinely instead, so every anchor lands exactly on its landmark
-    (a homography fits four or more anchors only in the least-squares sense): the anchors plus the corners
-    of the template's opaque box (placed by the homography, so the mask keeps its shape beyond the
-    anchors) are triangulated, and each triangle is mapped affinely.
-    """
-    import cv2
-
+def place_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=None, *,
+                   margin: float = 0.25) -> tuple[np.ndarray, int]:
+    """Where :func:`warp_template` puts ``template`` (same arguments and errors): ``(homography, level)``,
+    the float64 3x3 map from template pixels to output pixels and the power-of-two reduction ``level`` of the
+    template that the warp samples (see the module notes and :func:`template_level`)."""
     if not isinstance(template, MaskTemplate):
         raise TypeError(f"template must be a MaskTemplate, got {type(template).__name__}")
     width, height = check_size(size)
@@ -354,13 +340,50 @@ def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=Non
     minification = 1.0 / math.sqrt(max(abs(np.linalg.det(jac)), 1e-300))
     k = max(0, math.floor(math.log2(minification))) if minification > 1 else 0
     k = min(k, math.floor(math.log2(max(prepared.shape))))
+    return homography, k
+
+
+def template_level(template: MaskTemplate, level: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(image, to_level, luma_median)``: the premultiplied float32 (h, w, 4) RGBA of ``template`` reduced by
+    ``2**level`` (area averaging; cached per template object), the 3x3 map from template pixels to that
+    image's pixels, and the median luminance of the template's opaque part (the shading's 1.0)."""
+    prepared = _prepared(template)
+    image, to_level = prepared.level(int(level))
+    return image, to_level, prepared.luma_median
+
+
+def warp_template(template: MaskTemplate, landmarks, size=(112, 112), jitter=None, *,
+                  margin: float = 0.25, method: str = "homography") -> WarpedMask:
+    """Warp ``template`` so its anchors land on ``landmarks`` in a ``size = (width, height)`` frame.
+
+    ``landmarks``: dict landmark name -> (x, y) output pixel (a (5, 2) array in
+    :data:`~frmask.synth.template.FIVE_POINTS` order is accepted for five-point templates).
+    ``jitter``: optional (n_anchors, 2) offsets in output pixels added to the landmarks, in the order
+    of ``template.landmarks`` (see :func:`jitter_offsets`). Landmarks more than ``margin`` times the
+    width / height outside the frame, missing names, and homographies that fold the mask across the
+    horizon raise ``ValueError``.
+
+    The warp is ``cv2.warpPerspective`` with bilinear sampling of the premultiplied RGBA (after an
+    area reduction of large templates, see the module notes), zero outside the template.
+
+    ``method="piecewise"`` warps piecewise-affinely instead, so every anchor lands exactly on its landmark
+    (a homography fits four or more anchors only in the least-squares sense): the anchors plus the corners
+    of the template's opaque box (placed by the homography, so the mask keeps its shape beyond the
+    anchors) are triangulated, and each triangle is mapped affinely.
+    """
+    import cv2
+
+    homography, k = place_template(template, landmarks, size, jitter, margin=margin)
+    width, height = check_size(size)
+    prepared = _prepared(template)
     image, to_level = prepared.level(k)
     if method == "homography":
         level_h = homography @ np.linalg.inv(to_level)
         warped = cv2.warpPerspective(image, level_h, (width, height), flags=cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-    elif method == "piecewise":
-        warped = _warp_piecewise(image, to_level, src, dst, homography, prepared.corners, (width, height))
+    elif method == "piecewise":  # through the anchors' targets themselves, not their least-squares fit
+        dst = _landmark_array(template, landmarks) + (0.0 if jitter is None else np.asarray(jitter, np.float64))
+        warped = _warp_piecewise(image, to_level, template.anchor_array(), dst, homography, prepared.corners, (width, height))
     else:
         raise ValueError(f"unknown warp method {method!r}; choose one of {', '.join(WARP_METHODS)}")
 

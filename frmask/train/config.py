@@ -32,7 +32,8 @@ SCALES = ("paper", "small")
 AMP_DTYPES = ("bfloat16", "float16")
 
 RUNTIME_KEYS = frozenset({"workers", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-                          "eval_bins", "eval_mfr2", "eval_flip", "eval_batch_size", "compile", "tensorboard"})
+                          "eval_bins", "eval_mfr2", "eval_flip", "eval_batch_size", "compile", "tensorboard",
+                          "augment_device"})
 """Fields that do not change what is trained; ``--resume`` accepts a different value for them."""
 
 _PAPER_MILESTONES = (80_000 / 295_000, 140_000 / 295_000, 210_000 / 295_000)
@@ -85,6 +86,7 @@ class TrainConfig:
     compile: bool = False
     sync_bn: bool = False
     workers: int = 4
+    augment_device: str = "auto"  # masks drawn per sample in the workers, or per batch on the device (auto: CUDA)
     # bookkeeping
     log_every: int = 100
     checkpoint_every: int = 5000
@@ -126,6 +128,8 @@ class TrainConfig:
                              f"{self.teacher_normalization!r}")
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"config amp_dtype must be one of {AMP_DTYPES}, got {self.amp_dtype!r}")
+        if self.augment_device not in ("auto", "worker", "batch"):
+            raise ValueError(f"config augment_device must be auto, worker or batch, got {self.augment_device!r}")
         if self.variant not in VARIANTS:
             raise ValueError(f"config variant must be one of {VARIANTS}, got {self.variant!r}")
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from frmask.synth.seeding import image_rng
+from frmask.train.masks import AUGMENT_DEVICES, MaskAugment, batch_fields
 
 __all__ = [
     "ALIGN_MODES",
@@ -48,7 +49,6 @@ __all__ = [
 
 SIZE = 112
 ALIGN_MODES = ("auto", "none", "detect")
-DEFAULT_MASK_TYPES = ("surgical", "n95", "kn95", "cloth")
 
 
 # ------------------------------------------------------------------------------------------- images
@@ -77,117 +77,6 @@ def _to_tensor(image: np.ndarray, flip: bool):
         image = image[:, ::-1]
     chw = np.ascontiguousarray(image.transpose(2, 0, 1))
     return torch.from_numpy(chw).to(torch.float32).sub_(127.5).div_(127.5)
-
-
-# -------------------------------------------------------------------------------------- mask augmentation
-
-_TEMPLATES: dict = {}  # MaskSpec -> (template, shared warp or None); per process, kept alive on purpose
-_PALETTES: dict = {}  # colours name -> Palette or None (uniform)
-_FRAME: dict = {}
-
-
-def _frame_landmarks() -> dict:
-    if not _FRAME:
-        from frmask.synth.benchmark import frame_landmarks
-
-        _FRAME.update(frame_landmarks())
-    return _FRAME
-
-
-def _prepared(spec):
-    """The template of ``spec`` and its shared warp (None with jitter), built once per process."""
-    entry = _TEMPLATES.get(spec)
-    if entry is None:
-        from frmask.synth.benchmark import prepare_template
-
-        entry = _TEMPLATES[spec] = prepare_template(spec)
-    return entry
-
-
-def _palette(colors: str):
-    if colors not in _PALETTES:
-        from frmask.synth.colors import load_palette
-
-        _PALETTES[colors] = None if colors == "uniform" else load_palette(colors)
-    return _PALETTES[colors]
-
-
-@dataclass(frozen=True)
-class MaskAugment:
-    """Synthetic-mask augmentation of the student image.
-
-    ``prob``: probability that a sample is masked. ``mask_types``: built-in mask types
-    (:data:`frmask.synth.shapes.MASK_TYPES`), or names in a MaskTheFace ``masks.cfg`` when ``template`` is such
-    a folder; each masked sample draws one uniformly. ``template``: None (built-in masks), the MaskInv template
-    ``maskinv_mask_img.png`` (then ``mask_types`` is not used) or a MaskTheFace folder / ``masks.cfg``.
-    ``colors``: a palette name or ``.csv`` (``realistic``) or ``uniform`` (uniform random RGB, the paper's).
-    ``jitter``: maximum anchor shift in pixels of the 112 crop (uniform per coordinate; 0 = no shift).
-    """
-
-    prob: float = 0.5
-    mask_types: tuple = DEFAULT_MASK_TYPES
-    colors: str = "realistic"
-    jitter: float = 3.0
-    template: str | None = None
-
-    def __post_init__(self):
-        types = (self.mask_types,) if isinstance(self.mask_types, str) else tuple(self.mask_types)
-        if not types or not all(isinstance(t, str) and t for t in types):
-            raise ValueError(f"mask_types must be a non-empty sequence of names, got {self.mask_types!r}")
-        object.__setattr__(self, "mask_types", types)
-        prob = float(self.prob)
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"mask probability must lie in [0, 1], got {self.prob!r}")
-        object.__setattr__(self, "prob", prob)
-        jitter = float(self.jitter)
-        if not (np.isfinite(jitter) and jitter >= 0):
-            raise ValueError(f"jitter must be finite and >= 0 pixels, got {self.jitter!r}")
-        object.__setattr__(self, "jitter", jitter)
-        if self.template is not None:
-            object.__setattr__(self, "template", os.fspath(self.template))
-        if self.colors != "uniform" and str(self.colors).lower().endswith(".txt"):
-            raise ValueError(f"colors={self.colors!r}: training draws colours from a palette or 'uniform'; "
-                             f"index-matched colour files are for benchmarks")
-
-    @property
-    def specs(self) -> tuple:
-        """One :class:`~frmask.synth.benchmark.MaskSpec` per mask type (a single one for the MaskInv template)."""
-        from frmask.synth.benchmark import MaskSpec
-
-        types = self.mask_types
-        if self.template is not None and os.path.basename(self.template) == "maskinv_mask_img.png":
-            types = ("maskinv",)
-        return tuple(MaskSpec(mask_type=t, template=self.template, colors=self.colors, jitter=self.jitter)
-                     for t in types)
-
-    def prepare(self) -> MaskAugment:
-        """Load the templates and the palette now (errors early, and the per-process cache warm); returns self."""
-        for spec in self.specs:
-            _prepared(spec)
-        _palette(self.colors)
-        return self
-
-    def augment(self, image: np.ndarray, seed: int, dataset: str, index: int) -> tuple[np.ndarray, bool]:
-        """``(student image, masked)`` for an aligned uint8 (112, 112, 3) RGB ``image`` (never modified).
-
-        Draws, in this order: stream ``"mask"``: u ~ U[0, 1) (masked when ``u < prob``), then the mask type;
-        stream ``"color"``: the colour; stream ``"jitter"``: the anchor shifts. Unmasked: ``image`` itself.
-        """
-        from frmask.synth.colors import random_color
-        from frmask.synth.render import apply_mask, jitter_offsets, warp_template
-
-        specs = self.specs
-        rng = image_rng(seed, dataset, index, "mask")
-        masked = bool(rng.random() < self.prob)
-        kind = int(rng.integers(len(specs)))
-        if not masked:
-            return image, False
-        template, shared = _prepared(specs[kind])
-        color = random_color(image_rng(seed, dataset, index, "color"), _palette(self.colors))
-        if shared is None:
-            offsets = jitter_offsets(image_rng(seed, dataset, index, "jitter"), len(template.landmarks), self.jitter)
-            shared = warp_template(template, _frame_landmarks(), (SIZE, SIZE), jitter=offsets)
-        return apply_mask(image, shared, color), True
 
 
 # --------------------------------------------------------------------------------------------- sources
@@ -257,11 +146,16 @@ class TrainDataset:
     Attributes: ``name`` (seeds), ``seed``, ``mask``, ``labels`` (int64 per index), ``num_classes``,
     ``classes`` (identity folder names, or the original RecordIO label values), ``align`` (``"none"`` or
     ``"detect"``), ``landmarks`` (float32 (N, 5, 2) detected landmarks with ``align="detect"``, else None),
-    ``failures`` (``[(image, reason)]`` left out by detection).
+    ``failures`` (``[(image, reason)]`` left out by detection), ``augment`` (``"worker"``: samples are float
+    tensors with the mask drawn here; ``"batch"``: uint8 images and mask parameters for
+    :class:`frmask.train.masks.BatchAugment`, see :meth:`__getitem__`).
     """
 
     def __init__(self, source, labels, *, name: str, seed: int, mask: MaskAugment | None, classes=(),
-                 align: str = "none", landmarks: np.ndarray | None = None, failures=()):
+                 align: str = "none", landmarks: np.ndarray | None = None, failures=(), augment: str = "worker"):
+        if augment not in AUGMENT_DEVICES[1:]:
+            raise ValueError(f"a dataset's augment mode is 'worker' or 'batch', got {augment!r}")
+        self.augment = augment
         self._source = source
         self.labels = np.asarray(labels, dtype=np.int64)
         self.name, self.seed, self.mask = name, int(seed), mask
@@ -293,12 +187,15 @@ class TrainDataset:
 
         return align_face(rgb, self.landmarks[index].astype(np.float64), size=(SIZE, SIZE))
 
+    def _flip(self, epoch: int, index: int) -> bool:
+        return bool(image_rng(self.seed, f"{self.name}/epoch{epoch}", index, "flip").random() < 0.5)
+
     def _sample(self, key) -> tuple[np.ndarray, np.ndarray | None, bool]:
         """The aligned image, its masked version (None when not masked) and the flip of sample ``key``."""
         epoch, index = self._check_key(key)
         stream = f"{self.name}/epoch{epoch}"
         image = self.image(index)
-        flip = bool(image_rng(self.seed, stream, index, "flip").random() < 0.5)
+        flip = self._flip(epoch, index)
         masked = None
         if self.mask is not None:
             student, was_masked = self.mask.augment(image, self.seed, stream, index)
@@ -314,13 +211,30 @@ class TrainDataset:
         return image, student, masked is not None
 
     def __getitem__(self, key) -> dict:
+        """``augment="worker"``: ``teacher``, ``student`` (float32 (3, 112, 112) in [-1, 1]), ``label``,
+        ``masked``. ``augment="batch"``: ``image`` (uint8 (3, 112, 112) RGB, flipped), ``label``, ``masked``,
+        ``flip`` and the mask parameters of :func:`frmask.train.masks.batch_fields`."""
         import torch
 
+        if self.augment == "batch":
+            return self._batch_item(key)
         image, masked, flip = self._sample(key)
         teacher = _to_tensor(image, flip)
         student = teacher if masked is None else _to_tensor(masked, flip)
         return {"teacher": teacher, "student": student, "label": torch.tensor(int(self.labels[key[1]])),
                 "masked": torch.tensor(masked is not None)}
+
+    def _batch_item(self, key) -> dict:
+        import torch
+
+        epoch, index = self._check_key(key)
+        image = self.image(index)
+        flip = self._flip(epoch, index)
+        draw = None if self.mask is None else self.mask.draw(self.seed, f"{self.name}/epoch{epoch}", index)
+        view = image[:, ::-1] if flip else image
+        chw = torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1)))
+        return {"image": chw, "label": torch.tensor(int(self.labels[index])), "masked": torch.tensor(draw is not None),
+                "flip": torch.tensor(flip), **batch_fields(self.mask, draw)}
 
     def _check_key(self, key) -> tuple[int, int]:
         if not (isinstance(key, tuple) and len(key) == 2):
@@ -530,12 +444,13 @@ def _record_path(path: Path) -> Path | None:
 
 
 def open_dataset(path, *, mask: MaskAugment | None, seed: int = 0, align: str = "auto", name: str | None = None,
-                 detector: str = "yunet") -> TrainDataset:
+                 detector: str = "yunet", augment: str = "worker") -> TrainDataset:
     """Open a training dataset: a ``.rec`` file (``.idx`` beside it, or scanned), a folder holding
     ``train.rec``, or a folder with one sub-folder per identity (module notes).
 
     ``name`` (used for the seeds) defaults to the folder's name, or for RecordIO to
     ``"<parent folder>/<file name>"`` (``faces_emore/train.rec``). ``mask`` None: no mask augmentation.
+    ``augment``: where the masks are drawn, ``"worker"`` or ``"batch"`` (:class:`TrainDataset`).
     """
     _check_align(align)
     path = Path(path)
@@ -559,11 +474,11 @@ def open_dataset(path, *, mask: MaskAugment | None, seed: int = 0, align: str = 
         else:
             _check_aligned(decode_rgb(source.read(0), source.where(0)), source.where(0))
         return TrainDataset(source, labels, name=dataset_name, seed=seed, mask=mask, classes=classes, align=used,
-                            landmarks=landmarks, failures=failures)
+                            landmarks=landmarks, failures=failures, augment=augment)
     index = index_folder(path, align=align, detector=detector)
     return TrainDataset(_FolderSource(index.root, index.files), index.labels, name=name or path.resolve().name,
                         seed=seed, mask=mask, classes=index.identities, align=index.align,
-                        landmarks=index.landmarks, failures=index.failures)
+                        landmarks=index.landmarks, failures=index.failures, augment=augment)
 
 
 # -------------------------------------------------------------------------------------------- sampler

@@ -414,6 +414,7 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
     from frmask.train.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                                          set_rng_state)
     from frmask.train.data import TrainSampler, open_dataset
+    from frmask.train.masks import BatchAugment, resolve_augment
     from frmask.train.logs import RunLogger, plot_losses
 
     out = Path(out)
@@ -451,7 +452,8 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
         torch.backends.cudnn.allow_tf32 = True
     try:
         init_state = None if resume else _init_weights(config)  # before the data: bad weights fail fast
-        dataset = open_dataset(data, mask=_mask_augment(config), seed=config.seed, align=config.align)
+        augment = resolve_augment(config.augment_device, dev)
+        dataset = open_dataset(data, mask=_mask_augment(config), seed=config.seed, align=config.align, augment=augment)
         data_info = {"name": dataset.name, "images": len(dataset), "num_classes": int(dataset.num_classes)}
         ckpt = None
         if resume:
@@ -505,6 +507,8 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
             pin_memory=dev.type == "cuda", prefetch_factor=4 if config.workers else None,
             worker_init_fn=_ignore_sigint if config.workers else None,
             generator=torch.Generator().manual_seed(config.seed))
+        if augment == "batch":  # the masks of each batch are drawn on the device
+            loader = BatchAugment(dataset.mask, dev).batches(loader)
         if evaluators is None:
             from frmask.train.evaluate import config_evaluators
 
