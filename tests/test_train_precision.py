@@ -155,18 +155,15 @@ def test_eval_embeddings_under_autocast_agree_with_float32(target, dtype):
 @needs_cuda
 def test_cuda_compiled_run_and_export(tmp_path):
     """A whole run on the GPU: hg with a teacher, bf16, channels_last, torch.compile; then export to ONNX."""
-    import cv2
 
     from frmask.train.checkpoint import load_checkpoint
     from frmask.train.export import export_onnx
     from frmask.train.loop import train
 
-    rng = np.random.default_rng(0)
+    from forged_images import random_identity_folders
+
     data = tmp_path / "faces"
-    for identity in range(4):
-        (data / f"id{identity}").mkdir(parents=True)
-        for k in range(4):
-            cv2.imwrite(str(data / f"id{identity}" / f"{k}.png"), rng.integers(0, 256, (112, 112, 3), dtype=np.uint8))
+    random_identity_folders(data, 4, 4, seed=0)
     teacher_net = get_backbone("iresnet18")
     teacher_net.load_state_dict(_teacher_weights())
     teacher = TorchTeacher(teacher_net, device="cuda", amp=True, channels_last=True)
