@@ -155,12 +155,11 @@ def test_eval_embeddings_under_autocast_agree_with_float32(target, dtype):
 @needs_cuda
 def test_cuda_compiled_run_and_export(tmp_path):
     """A whole run on the GPU: hg with a teacher, bf16, channels_last, torch.compile; then export to ONNX."""
+    from forged_images import random_identity_folders
 
     from frmask.train.checkpoint import load_checkpoint
     from frmask.train.export import export_onnx
     from frmask.train.loop import train
-
-    from forged_images import random_identity_folders
 
     data = tmp_path / "faces"
     random_identity_folders(data, 4, 4, seed=0)
