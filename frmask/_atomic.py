@@ -174,12 +174,28 @@ def open_temp_file(target):
     return os.fdopen(fd, "wb"), tmp
 
 
+def _names_temp(exc: OSError, tmp: Path) -> bool:
+    """Whether ``exc`` is about the temporary ``tmp``."""
+    return any(name is not None and os.fspath(name) == os.fspath(tmp) for name in (exc.filename, exc.filename2))
+
+
+def _destination_error(exc: OSError, path: Path) -> OSError:
+    """``exc`` raised again naming the user's destination ``path``, never frmask's hidden temporary."""
+    return OSError(exc.errno, f"{path}: cannot write the file: {exc.strerror or exc}")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
-    Stale temporary files of ``path`` left by a killed run are removed first (module docstring)."""
+    Stale temporary files of ``path`` left by a killed run are removed first (module docstring).
+
+    An OSError about the temporary (making it, writing it in the caller's block, renaming it) is raised
+    again naming ``path``, never the hidden file; other errors pass unchanged."""
     path = Path(path)
-    fd, tmp = _new_temp_file(path)
+    try:
+        fd, tmp = _new_temp_file(path)
+    except OSError as exc:
+        raise _destination_error(exc, path) from None
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
@@ -187,9 +203,11 @@ def atomic_path(path):
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and _names_temp(exc, tmp):
+            raise _destination_error(exc, path) from None
         raise
     finally:
         os.close(fd)
@@ -445,19 +463,8 @@ def atomic_paths(paths):
     on any error (while creating the temporaries or in the caller's block) none does and all are removed.
 
     For commands with several outputs: either every file is written or none is. An OSError about a
-    temporary (or about creating one) is raised again naming the user's path, never the hidden file.
+    temporary (or about creating one) is raised again naming the user's path, never the hidden file (each
+    :func:`atomic_path` does it for its own).
     """
-    paths = [Path(p) for p in paths]
-    current = None
-    temporaries: dict[str, Path] = {}
-    try:
-        with contextlib.ExitStack() as stack:
-            for current in paths:
-                temporaries[str(stack.enter_context(atomic_path(current)))] = current
-            current = None
-            yield [Path(t) for t in temporaries]
-    except OSError as exc:
-        target = temporaries.get(str(exc.filename)) or current
-        if target is None:
-            raise
-        raise OSError(exc.errno, f"{target}: cannot write the file: {exc.strerror}") from None
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(p)) for p in paths]

@@ -3,7 +3,9 @@ them, stale temporary files of killed runs cleaned (only frmask's own, only when
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -215,6 +217,60 @@ def test_atomic_write_failure_leaves_nothing(tmp_path):
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
     write_bytes_atomic(target, b"new")
     assert target.read_bytes() == b"new"
+
+
+
+def _hidden_names(text: str) -> bool:
+    return ".tmp" in text or "tmp-" in text
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["atomic_path", "atomic_paths"])
+def test_errors_about_the_temporary_name_the_destination(tmp_path, monkeypatch, many):
+    """Issue 15 item 8: an OSError while writing, renaming or making the temporary names the user's path."""
+    target = tmp_path / "report.json"
+
+    def writing(block):
+        if many:
+            with _atomic.atomic_paths([tmp_path / "other.csv", target]) as temps:
+                block(temps[1])
+        else:
+            with atomic_path(target) as tmp:
+                block(tmp)
+
+    def disk_full(tmp):  # what a failing open/write of the temporary raises
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+
+    with pytest.raises(OSError, match=rf"^\[Errno {errno.ENOSPC}\] {re.escape(str(target))}: cannot write the file: "
+                                      rf"No space left on device$") as info:
+        writing(disk_full)
+    assert not _hidden_names(str(info.value))
+
+    def refused_rename(src, dst):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(src), None, str(dst))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_atomic.os, "replace", refused_rename)
+        with pytest.raises(OSError, match=rf"{re.escape(str(target))}: cannot write the file: "
+                           rf"Permission denied$") as info:
+            writing(lambda tmp: tmp.write_text("{}"))
+    assert not _hidden_names(str(info.value))
+
+    def no_temporaries(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / ".report.json.abcdefgh.tmp"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_atomic.tempfile, "mkstemp", no_temporaries)
+        with pytest.raises(OSError, match=r"report\.json: cannot write the file: Permission denied$|other\.csv: cannot "
+                                          r"write the file: Permission denied$") as info:
+            writing(lambda tmp: None)
+    assert not _hidden_names(str(info.value))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing left behind by any of them
+
+    def users_own_file(tmp):  # an error about another file passes unchanged
+        open(tmp_path / "missing-input.csv")
+
+    with pytest.raises(FileNotFoundError, match="missing-input.csv"):
+        writing(users_own_file)
 
 
 # ------------------------------------------------------------------------------------------------ paths

@@ -321,3 +321,85 @@ def test_sface_separates_people_on_mfr2():
     wrong_gap = cosine_scores(wrong[0::2], wrong[1::2]).mean() - cosine_scores(
         wrong[0::2], np.roll(wrong[1::2], 1, axis=0)).mean()
     assert wrong_gap < (genuine.mean() - impostor.mean()) / 2
+
+
+# ------------------------------------------------------------------ models that are not embedders (issue 15)
+
+
+def _identity_model(out_shape, reshape_to=None) -> bytes:
+    """A model whose output is its image input (``reshape_to`` None) or that input reshaped."""
+    nodes = [helper.make_node("Identity", ["images"], ["out"])]
+    inits = []
+    if reshape_to is not None:
+        inits = [numpy_helper.from_array(np.array(reshape_to, np.int64), "shape")]
+        nodes = [helper.make_node("Reshape", ["images", "shape"], ["out"])]
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, out_shape)
+    return _model(nodes, [_image_input()], [out], inits)
+
+
+@pytest.mark.parametrize(("model", "shape"), [
+    (lambda: _identity_model(["N", 3, SIZE, SIZE]), rf"\(N, 3, {SIZE}, {SIZE}\), an image"),
+    (lambda: _identity_model(["N", 3 * SIZE * SIZE, 1], [0, -1, 1]), rf"\(N, {3 * SIZE * SIZE}, 1\), not an embedding"),
+    (lambda: _identity_model(["N", 1], [-1, 1]), r"\(N, 1\), not an embedding"),
+], ids=["image", "N-D-1", "one-value"])
+def test_outputs_that_are_not_embeddings_are_refused(tmp_path, model, shape):
+    path = tmp_path / "bad_model.onnx"
+    path.write_bytes(model())
+    with pytest.raises(ValueError, match=rf"bad_model\.onnx: output 'out' has shape {shape}"):
+        OnnxEmbedder(path)
+
+
+def test_output_shape_known_only_at_run_time_is_checked_per_batch(tmp_path):
+    # onnxruntime infers most shapes; where it cannot (a dynamic rank), only the real output tells
+    path = tmp_path / "dynamic.onnx"
+    path.write_bytes(matmul_model())
+    embedder = OnnxEmbedder(path)
+
+    class ImageOutput:  # a session whose output turns out to be the input image
+        def run(self, names, feeds):
+            return [next(iter(feeds.values()))]
+
+    embedder._session = ImageOutput()
+    with pytest.raises(ValueError, match=rf"dynamic\.onnx: output 'embedding' has shape \(N, 3, {SIZE}, {SIZE}\), an image"):
+        embedder.embed(_images(2))
+
+
+def test_a_1x1_feature_map_output_is_squeezed():
+    # (N, D, 1, 1), as a global pooling or a 1x1 convolution head leaves it, is the embedding (N, D)
+    w = numpy_helper.from_array(WEIGHTS, "w")
+    nodes = [helper.make_node("Flatten", ["images"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "w"], ["emb"]),
+             helper.make_node("Unsqueeze", ["emb", "axes"], ["embedding"])]
+    axes = numpy_helper.from_array(np.array([2, 3], np.int64), "axes")
+    out = helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", DIM, 1, 1])
+    model = _model(nodes, [_image_input()], [out], [w, axes])
+    images = _images(3)
+    np.testing.assert_allclose(OnnxEmbedder(model).embed(images), _normalise(matmul_reference(images)),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_files_that_are_not_onnx_models_say_so(tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.onnx: the file is empty \(0 bytes\), not an ONNX model"):
+        OnnxEmbedder(empty)
+    for name, data in [("text.onnx", b"hello, this is not a model\n"), ("zeros.onnx", b"\x00" * 64),
+                       ("png.onnx", b"\x89PNG\r\n\x1a\n" + bytes(range(40)))]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=rf"{name}: not an ONNX model") as info:
+            OnnxEmbedder(path)
+        assert "image-like" not in str(info.value)
+
+
+def test_unsupported_ir_version_names_the_supported_ones(tmp_path):
+    import onnxruntime as ort
+
+    proto = onnx.load_model_from_string(matmul_model())
+    proto.ir_version = 99
+    path = tmp_path / "future.onnx"
+    path.write_bytes(proto.SerializeToString())
+    with pytest.raises(ValueError, match=rf"future\.onnx: ONNX IR version 99 is not supported by onnxruntime "
+                                         rf"{ort.__version__}, which reads IR versions up to \d+") as info:
+        OnnxEmbedder(path)
+    assert "\n" not in str(info.value)

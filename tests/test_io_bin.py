@@ -151,11 +151,22 @@ def test_refuses_non_latin1_codecs_encode(tmp_path: Path) -> None:
     ],
 )
 def test_structure_errors(tmp_path: Path, payload: bytes, pattern: str) -> None:
-    path = tmp_path / "bad.bin"
+    _assert_refused(tmp_path / "bad.bin", payload, pattern)
+
+
+def _assert_refused(path: Path, payload: bytes, pattern: str) -> None:
+    """read_bin of a file holding ``payload`` raises a FormatError matching ``pattern`` and naming the file."""
     path.write_bytes(payload)
     with pytest.raises(FormatError, match=pattern) as info:
         read_bin(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("issame", [[], np.zeros(0, bool)], ids=["list", "array"])
+def test_a_bin_of_zero_pairs_says_so(tmp_path: Path, issame) -> None:
+    """Issue 15 item 8: it said "need at least one array to concatenate" in frmask synth."""
+    _assert_refused(tmp_path / "empty.bin", pickle.dumps(([], issame), protocol=4),
+                    r"empty\.bin: holds 0 pairs \(an empty benchmark\): there is nothing to score or mask$")
 
 
 def test_truncated_file(tmp_path: Path, benchmark: BinBenchmark) -> None:
@@ -250,11 +261,7 @@ def _reduce_pickle(module: bytes, name: bytes, args: bytes) -> bytes:
     ids=["bytearray-size", "memo-index", "reconstruct-shape", "length-past-end"],
 )
 def test_hostile_pickles_are_refused_before_allocating(tmp_path: Path, payload: bytes, pattern: str) -> None:
-    path = tmp_path / "hostile.bin"
-    path.write_bytes(payload)
-    with pytest.raises(FormatError, match=pattern) as info:
-        read_bin(path)
-    assert str(path) in str(info.value)
+    _assert_refused(tmp_path / "hostile.bin", payload, pattern)
 
 
 def test_object_arrays_are_refused(tmp_path: Path) -> None:

@@ -188,6 +188,25 @@ def test_truncated_file(tmp_path: Path, cut: int) -> None:
         RecordReader(rec)
 
 
+def test_truncated_rec_with_its_full_idx_names_record_and_offset(tmp_path: Path) -> None:
+    """Issue 15 item 8: a .rec cut short while its .idx still lists the lost records said "-N bytes left"."""
+    rec, idx = _write(tmp_path, {k: bytes([k]) * 40 for k in range(5)})
+    offsets = [int(line.split("\t")[1]) for line in idx.read_text().splitlines()]
+    rec.write_bytes(rec.read_bytes()[: offsets[2] + 3])  # record 2 keeps 3 header bytes; 3 and 4 are gone
+    size = offsets[2] + 3
+    with RecordReader(rec) as reader:
+        assert reader.read(1) == bytes([1]) * 40
+        with pytest.raises(FormatError, match=rf"train\.rec: truncated record: record 2 has only 3 of the 8 bytes "
+                                              rf".*\(at index 2, byte offset {offsets[2]}\)$"):
+            reader.read(2)
+        with pytest.raises(FormatError) as info:
+            reader.read(4)
+    message = str(info.value)
+    assert message.startswith(f"{rec}: truncated file: record 4 starts at byte {offsets[4]}, past the end of the "
+                              f"file ({size} bytes")
+    assert message.endswith(f"(at index 4, byte offset {offsets[4]})") and "-" not in message.split(":")[-1]
+
+
 def test_continuation_out_of_order(tmp_path: Path) -> None:
     rec = tmp_path / "odd.rec"
     rec.write_bytes(_head(2, 4) + b"abcd")

@@ -15,7 +15,14 @@ embeddings. It copes with what real exported models do:
 - graph inputs that no node uses, or that are backed by an initializer (weights listed as inputs by
   old exporters): they are pruned from the graph's input list with the ``onnx`` package, so that only
   the image is fed (onnxruntime otherwise demands a value for every unused non-initializer input);
-- non-finite outputs: :class:`ValueError` naming the batch and the images.
+- non-finite outputs: :class:`ValueError` naming the batch and the images;
+- outputs that are not embeddings: the output must be ``(N, D)`` with ``D >= 2``. ``(N, D, 1, 1)`` (the 1x1
+  feature map that some exporters leave after a global pooling or a 1x1 convolution head) is squeezed to
+  ``(N, D)``: its spatial extent is one pixel, so it is an embedding. Any other shape, an image ``(N, 3, H,
+  W)`` or ``(N, D, 1)`` included, is refused with the model file and the shape named, when the session is
+  made (from the shape onnxruntime infers) and again on every batch (from the real output);
+- files that are not models: an empty file, a file that is not an ONNX protobuf, an IR version this
+  onnxruntime cannot read (the message says which it can): one-line :class:`ValueError` naming the file.
 
 >>> embedder = OnnxEmbedder("model.onnx", channels="BGR")        # doctest: +SKIP
 >>> embeddings = embedder.embed(crops)                             # doctest: +SKIP
@@ -81,6 +88,13 @@ class ModelProfile:
 # ------------------------------------------------------------------------------------ model graph
 
 
+def model_source(model: bytes | str | Path) -> str:
+    """How messages name a model: its path, or ``"the ONNX model"`` for bytes."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return "the ONNX model"
+    return str(Path(model).expanduser())
+
+
 def _model_bytes(model: bytes | str | Path) -> bytes:
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model)
@@ -90,14 +104,22 @@ def _model_bytes(model: bytes | str | Path) -> bytes:
     return path.read_bytes()
 
 
-def _parse(model: bytes):
+def _parse(model: bytes, source: str = "the ONNX model"):
+    """The ModelProto of ``model``; ValueError naming ``source`` for an empty file or one that is not ONNX
+    (protobuf parses many byte strings, so a model must also state an IR version and hold a graph)."""
     import onnx
     from google.protobuf.message import DecodeError
 
+    if len(model) == 0:
+        raise ValueError(f"{source}: the file is empty (0 bytes), not an ONNX model")
     try:
-        return onnx.load_model_from_string(model)
+        proto = onnx.load_model_from_string(model)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"not a readable ONNX model: {exc}") from None
+        raise ValueError(f"{source}: not an ONNX model (it does not parse as one: {exc})") from None
+    if proto.ir_version <= 0 or not proto.HasField("graph") or not len(proto.graph.output):
+        raise ValueError(f"{source}: not an ONNX model ({len(model)} bytes without an IR version, a graph or "
+                         f"outputs)")
+    return proto
 
 
 def _dims(value_info) -> list[int | str | None] | None:
@@ -141,13 +163,13 @@ def _real_inputs(model_proto) -> list[Any]:
     return [i for i in graph.input if i.name not in initializers and i.name in used]
 
 
-def prune_graph_inputs(model: bytes) -> bytes:
+def prune_graph_inputs(model: bytes, source: str = "the ONNX model") -> bytes:
     """``model`` without the graph inputs that no node uses or that an initializer backs.
 
     Returned unchanged (same bytes) when there is nothing to prune. Initializer-backed inputs are kept
     for IR versions below 4, where the format requires them in the input list.
     """
-    proto = _parse(model)
+    proto = _parse(model, source)
     graph = proto.graph
     initializers = {t.name for t in graph.initializer}
     used = _used_names(graph)
@@ -179,11 +201,16 @@ def detect_profile(model: bytes | str | Path, **overrides: Any) -> ModelProfile:
     in ``overrides`` (``input_name`` picks among several image-like inputs). :class:`ValueError` when
     the model has no image-like input, several (without ``input_name``), or an unknown name is given.
     """
+    return _detect(_model_bytes(model), model_source(model), overrides)
+
+
+def _detect(data: bytes, source: str, overrides: dict) -> ModelProfile:
+    """:func:`detect_profile` of the ONNX bytes ``data``; messages name ``source``."""
     unknown = set(overrides) - {f.name for f in dataclasses.fields(ModelProfile)}
     if unknown:
         raise TypeError(f"unknown profile fields {sorted(unknown)}; known: "
                         f"{[f.name for f in dataclasses.fields(ModelProfile)]}")
-    proto = _parse(_model_bytes(model))
+    proto = _parse(data, source)
     inputs = _real_inputs(proto)
     candidates = []
     for value_info in inputs:
@@ -201,10 +228,10 @@ def detect_profile(model: bytes | str | Path, **overrides: Any) -> ModelProfile:
                              f"{_describe_inputs(inputs)}")
         candidates = [c for c in candidates if c[0] == wanted] or [(wanted, "NCHW", None, None)]
     if not candidates:
-        raise ValueError(f"the model has no image-like input (4-D with 3 channels at position 1 or 3); "
+        raise ValueError(f"{source}: the model has no image-like input (4-D with 3 channels at position 1 or 3); "
                          f"its inputs: {_describe_inputs(inputs)}")
     if len(candidates) > 1:
-        raise ValueError(f"the model has several image-like inputs ({[c[0] for c in candidates]}); pick "
+        raise ValueError(f"{source}: the model has several image-like inputs ({[c[0] for c in candidates]}); pick "
                          f"one with input_name=; its inputs: {_describe_inputs(inputs)}")
     name, layout, height, width = candidates[0]
     outputs = [o.name for o in proto.graph.output]
@@ -224,8 +251,30 @@ def detect_profile(model: bytes | str | Path, **overrides: Any) -> ModelProfile:
 # -------------------------------------------------------------------------------------- embedder
 
 
-def _session(model: bytes, device: str, threads: int):
-    return make_session(model, device, threads, stacklevel=4)
+def _session(model: bytes, device: str, threads: int, source: str):
+    return make_session(model, device, threads, stacklevel=4, source=source)
+
+
+def embedding_shape(shape, source: str, output: str) -> tuple | None:
+    """Check a model output's shape (ints, or names / None where dynamic) as an embedding: ``(N, D)`` with
+    ``D >= 2``, or ``(N, D, 1, 1)`` (squeezed; module docstring). Returns the shape, or None when it cannot
+    be decided yet (dynamic trailing dimensions, or no shape inferred). ValueError naming ``source`` and the
+    shape otherwise."""
+    shape = tuple(shape) if shape is not None else ()
+    if not shape:
+        return None
+    known = [d if isinstance(d, (int, np.integer)) and not isinstance(d, bool) else None for d in shape]
+    if len(shape) == 4 and None in known[2:]:
+        return None
+    squeezable = len(shape) == 4 and known[2:] == [1, 1]
+    dim = known[1] if len(shape) >= 2 else None
+    if (len(shape) == 2 or squeezable) and (dim is None or dim >= 2):
+        return shape
+    text = "(" + ", ".join("N" if k == 0 else ("?" if d is None else str(d)) for k, d in enumerate(known)) + ")"
+    what = "an image" if len(shape) == 4 and known[1] in (1, 3) else "not an embedding"
+    raise ValueError(f"{source}: output {output!r} has shape {text}, {what}; a face-recognition model must "
+                     f"output embeddings (N, D) with D >= 2 (or (N, D, 1, 1)); pick another output with "
+                     f"--output-name / output_name=")
 
 
 _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -250,11 +299,12 @@ class OnnxEmbedder:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         data, zoo_profile = self._resolve(model)
+        self.source = model if zoo_profile is not None else model_source(model)
         if profile is None:
             if zoo_profile is not None:
                 profile = dataclasses.replace(zoo_profile, **profile_overrides)
             else:
-                profile = detect_profile(data, **profile_overrides)
+                profile = _detect(data, self.source, profile_overrides)
         elif profile_overrides:
             profile = dataclasses.replace(profile, **profile_overrides)
         if not isinstance(profile, ModelProfile):
@@ -263,7 +313,7 @@ class OnnxEmbedder:
         self.flip = bool(flip)
         self.device = device
         self.model_bytes = data
-        self._session = _session(prune_graph_inputs(data), device, threads)
+        self._session = _session(prune_graph_inputs(data, self.source), device, threads, self.source)
         inputs = {i.name: i for i in self._session.get_inputs()}
         if profile.input_name not in inputs:
             raise ValueError(f"input {profile.input_name!r} is not an input of the model; its inputs: "
@@ -272,8 +322,10 @@ class OnnxEmbedder:
         if others:
             raise ValueError(f"the model needs inputs besides the image {profile.input_name!r}: "
                              f"{[(n, inputs[n].shape) for n in others]}")
-        if profile.output_name not in {o.name for o in self._session.get_outputs()}:
-            raise ValueError(f"output {profile.output_name!r} is not an output of the model")
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        if profile.output_name not in outputs:
+            raise ValueError(f"{self.source}: output {profile.output_name!r} is not an output of the model")
+        embedding_shape(outputs[profile.output_name].shape, self.source, profile.output_name)
         image_input = inputs[profile.input_name]
         self._dtype = _INPUT_DTYPES.get(image_input.type)
         if self._dtype is None:
@@ -324,9 +376,10 @@ class OnnxEmbedder:
                                        {self.profile.input_name: self._prepare(chunk)})[0]
             result = np.asarray(result, dtype=np.float64)
             if result.ndim == 0 or result.shape[0] != len(chunk):
-                raise ValueError(f"output {self.profile.output_name!r} has shape {result.shape} for a batch "
-                                 f"of {len(chunk)} images; expected the batch first")
-            result = result[:count].reshape(count, -1)
+                raise ValueError(f"{self.source}: output {self.profile.output_name!r} has shape {result.shape} "
+                                 f"for a batch of {len(chunk)} images; expected the batch first")
+            embedding_shape(result.shape, self.source, self.profile.output_name)
+            result = result[:count].reshape(count, result.shape[1])
             bad = ~np.isfinite(result).all(axis=1)
             if bad.any():
                 index = first // step

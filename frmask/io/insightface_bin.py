@@ -259,7 +259,8 @@ def _issame_array(value: Any, path: Path) -> np.ndarray:
 def read_bin(path: PathLike) -> BinBenchmark:
     """Read an insightface ``.bin`` benchmark; raise :class:`FormatError` naming the file on any defect.
 
-    The whole file is read into memory first (benchmark files are tens of MB).
+    A file of 0 pairs is such a defect (nothing could be scored or masked). The whole file is read into
+    memory first (benchmark files are tens of MB).
     """
     path = Path(path)
     obj = _unpickle(path.read_bytes(), path)
@@ -272,6 +273,8 @@ def read_bin(path: PathLike) -> BinBenchmark:
     issame = _issame_array(issame_value, path)
     if len(bins) != 2 * len(issame):
         raise FormatError(f"{len(bins)} images for {len(issame)} pairs; expected {2 * len(issame)}", path=path)
+    if not issame.size:
+        raise FormatError("holds 0 pairs (an empty benchmark): there is nothing to score or mask", path=path)
     images = [_image_bytes(item, i, path) for i, item in enumerate(bins)]
     return BinBenchmark(images, issame)
 

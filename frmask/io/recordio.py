@@ -159,15 +159,22 @@ def frame(payload: bytes) -> bytes:
 
 
 def _walk_record(read_at: Callable[[int, int], bytes], offset: int, size: int, path: Path,
-                 want_data: bool) -> tuple[bytes, int]:
-    """Read (or, with ``want_data=False``, only check) the record at ``offset``; return it and the next offset."""
+                 want_data: bool, key: int | None = None) -> tuple[bytes, int]:
+    """Read (or, with ``want_data=False``, only check) the record at ``offset``; return it and the next offset.
+    ``key``: the record's key (its index in the file when there is no ``.idx``), named in errors."""
     parts = []
     pos = offset
+    record = "a record" if key is None else f"record {key}"
     while True:
         head = read_at(pos, _PART_HEAD.size) if pos + _PART_HEAD.size <= size else b""
         if len(head) < _PART_HEAD.size:
-            raise FormatError(f"truncated record: {size - pos} bytes left where a record header starts",
-                              path=path, offset=pos)
+            if pos >= size:
+                raise FormatError(f"truncated file: {record} starts at byte {pos}, past the end of the file "
+                                  f"({size} bytes; the .rec was cut short, or its .idx belongs to another file)",
+                                  path=path, offset=pos, index=key)
+            raise FormatError(f"truncated record: {record} has only {size - pos} of the {_PART_HEAD.size} bytes "
+                              f"of a part header before the file ends ({size} bytes)", path=path, offset=pos,
+                              index=key)
         magic, lrec = _PART_HEAD.unpack(head)
         if magic != MAGIC:
             raise FormatError(f"bad magic 0x{magic:08x}, expected 0x{MAGIC:08x}", path=path, offset=pos)
@@ -180,12 +187,14 @@ def _walk_record(read_at: Callable[[int, int], bytes], offset: int, size: int, p
         stored = length + (-length % 4)  # as dmlc's reader: every part is padded to 4 bytes
         data_at = pos + _PART_HEAD.size
         if data_at + stored > size:
-            raise FormatError(f"truncated record: part of {length} bytes but only {size - data_at} bytes left",
-                              path=path, offset=pos)
+            raise FormatError(f"truncated record: a part of {record} holds {length} bytes but the file ends "
+                              f"{size - data_at} bytes after its header ({size} bytes)", path=path, offset=pos,
+                              index=key)
         if want_data:
             data = read_at(data_at, length)
             if len(data) != length:
-                raise FormatError("truncated record (file shrank while reading)", path=path, offset=pos)
+                raise FormatError(f"truncated record: {record} (the file shrank while reading)", path=path,
+                                  offset=pos, index=key)
             parts.append(data)
         pos = data_at + stored
         if cflag in (0, 3):
@@ -246,8 +255,9 @@ class RecordReader:
         offsets = {}
         pos = 0
         while pos < self._size:
-            offsets[len(offsets)] = pos
-            _, pos = _walk_record(self._read_at, pos, self._size, self.path, want_data=False)
+            key = len(offsets)
+            offsets[key] = pos
+            _, pos = _walk_record(self._read_at, pos, self._size, self.path, want_data=False, key=key)
         return offsets
 
     @property
@@ -273,7 +283,7 @@ class RecordReader:
 
     def read(self, key: int) -> bytes:
         """The payload of record ``key`` (split parts joined back)."""
-        payload, _ = _walk_record(self._read_at, self.offset(key), self._size, self.path, want_data=True)
+        payload, _ = _walk_record(self._read_at, self.offset(key), self._size, self.path, want_data=True, key=key)
         return payload
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:

@@ -67,6 +67,9 @@ def load_csv_pairs(data, *, root=None, align: str = "auto", name: str | None = N
     """The protocol of the pairs CSV ``data`` (module docstring)."""
     path = Path(data)
     align = check_align(align)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; --protocol csv needs a pairs CSV file (path_a,path_b,label); "
+                         f"for a folder of identity sub-folders use --protocol folder")
     if not path.is_file():
         raise ValueError(f"{path}: no such pairs file")
     base = Path(root) if root is not None else path.parent

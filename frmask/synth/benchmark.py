@@ -318,9 +318,9 @@ def render_one(st: dict, image: np.ndarray, index: int, color, anchors: dict | N
 _DECODE_BATCH = 32  # images decoded, blended and encoded together (stays in the CPU caches)
 
 
-def _decode_bgr(data: bytes, index: int) -> np.ndarray:
+def _decode_bgr(data: bytes, index: int, source=None) -> np.ndarray:
     """One benchmark image as BGR uint8 (112, 112, 3): :func:`~frmask.io.insightface_bin.decode_image`
-    without its conversion to RGB, and the size check."""
+    without its conversion to RGB, and the size check. Errors name ``source`` (the ``.bin``) and ``index``."""
     import cv2
 
     from frmask.io.errors import FormatError
@@ -328,16 +328,16 @@ def _decode_bgr(data: bytes, index: int) -> np.ndarray:
 
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
-        raise FormatError("empty image data", index=index)
-    check_pixels(data, index=index)
+        raise FormatError("empty image data", path=source, index=index)
+    check_pixels(data, path=source, index=index)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
-        raise FormatError(f"cannot decode image ({exc})", index=index) from exc
+        raise FormatError(f"cannot decode image ({exc})", path=source, index=index) from exc
     if bgr is None:
-        raise FormatError(f"cannot decode image ({buf.size} bytes, not a valid JPEG/PNG)", index=index)
+        raise FormatError(f"cannot decode image ({buf.size} bytes, not a valid JPEG/PNG)", path=source, index=index)
     if bgr.shape[:2] != (SIZE, SIZE):
-        raise ValueError(f"image {index} is {bgr.shape[1]}x{bgr.shape[0]}; benchmark images must be aligned "
+        raise ValueError(f"{source + ': ' if source else ''}image {index} is {bgr.shape[1]}x{bgr.shape[0]}; benchmark images must be aligned "
                          f"{SIZE}x{SIZE} crops")
     return bgr
 
@@ -363,7 +363,7 @@ def _mask_chunk(st: dict, job) -> list[tuple[int, bytes, tuple, list]]:
         rgb_colors = colors[start:start + _DECODE_BATCH]
         images = batch[:len(idx)]
         for k, (i, blob) in enumerate(zip(idx, data)):
-            images[k] = _decode_bgr(blob, i)
+            images[k] = _decode_bgr(blob, i, st.get("source"))
         if shared:  # the fast path: one warp, blended in batches
             blend_inplace(images, st["warped"], rgb_colors[:, ::-1].astype(np.float32))
             encoded = [_encode_bgr_like(b, img) for b, img in zip(data, images)]
@@ -407,6 +407,7 @@ def synth_bin(data, out, *, benchmark: str, mode: str = "masked-vs-masked", spec
     rows = {}
     if idx:
         st = render_state(spec, seed, benchmark, prepare_template(spec), landmarks68=points68)
+        st["source"] = os.fspath(data)  # named with the index in image errors
         colors = st["colorize"].many(idx)
         jobs = [(idx[s:s + chunk], [images[i] for i in idx[s:s + chunk]], colors[s:s + chunk])
                 for s in range(0, len(idx), chunk)]
