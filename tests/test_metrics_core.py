@@ -276,6 +276,29 @@ def test_kfold_exact_matches_per_fold_brute_force():
     assert kf.mean == pytest.approx(np.mean(accs)) and kf.std == pytest.approx(np.std(accs))
 
 
+@pytest.mark.parametrize("fta", ["reject", "exclude"])
+@pytest.mark.parametrize("higher_is_genuine", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kfold_with_failures_matches_max_accuracy_of_each_training_set(fta, higher_is_genuine, dtype):
+    """k-fold builds its training sets from per-fold pieces (no gathered impostors): the thresholds must be
+    those of max_accuracy on the gathered training pairs, with NaN (FTA), ties and distances."""
+    rng = np.random.default_rng(7)
+    n = 157
+    labels = (rng.random(n) < 0.3).astype(int)
+    scores = np.round(rng.normal(0, 1, n) + labels * (1 if higher_is_genuine else -1), 1).astype(dtype)
+    scores[rng.random(n) < 0.08] = np.nan
+    kf = m.kfold_accuracy(scores, labels, folds=7, fta=fta, higher_is_genuine=higher_is_genuine)
+    for f, (train, test) in enumerate(m.accuracy.kfold_splits(n, 7)):
+        g, i = scores[train][labels[train] == 1], scores[train][labels[train] == 0]
+        _, t = m.max_accuracy(g, i, fta=fta, higher_is_genuine=higher_is_genuine)
+        assert kf.thresholds[f] == t
+        x, same = scores[test], labels[test] == 1
+        if fta == "exclude":
+            x, same = x[~np.isnan(x)], same[~np.isnan(x)]
+        accept = (x >= t) if higher_is_genuine else (x <= t)
+        assert kf.accuracies[f] == np.mean(accept == same)
+
+
 def test_intervals():
     from scipy.stats import binomtest
 

@@ -144,8 +144,9 @@ def prepare_scores(genuine, impostor, *, higher_is_genuine: bool = True, fta: st
     return ScoreSets(g, i, fta_g, fta_i, fta, sign)
 
 
-def split_by_label(scores, labels) -> tuple[np.ndarray, np.ndarray]:
-    """Split pair scores by labels (1 = genuine, 0 = impostor); labels other than 0/1 are an error."""
+def genuine_mask(scores, labels) -> np.ndarray:
+    """The labels of pair scores as a bool mask (True = genuine), validated: the shape of the scores, only
+    1 (genuine) and 0 (impostor)."""
     s = as_score_array(scores, "pair")
     lab = np.asarray(labels)
     if lab.shape != s.shape:
@@ -153,7 +154,13 @@ def split_by_label(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     bad = np.flatnonzero((lab != 0) & (lab != 1))
     if bad.size:
         raise ScoreError(f"label at index {bad[0]} is {lab[bad[0]].item()!r}; labels must be 1 (genuine) or 0 (impostor)")
-    is_genuine = lab.astype(bool)
+    return lab.astype(bool)
+
+
+def split_by_label(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Split pair scores by labels (1 = genuine, 0 = impostor); labels other than 0/1 are an error."""
+    s = as_score_array(scores, "pair")
+    is_genuine = genuine_mask(s, labels)
     return s[is_genuine], s[~is_genuine]
 
 

@@ -121,6 +121,43 @@ def _gather(scores: np.ndarray, keep: np.ndarray, ranges) -> np.ndarray:
     return np.concatenate([scores[a:b][keep[a:b]] for a, b in ranges])
 
 
+def _fold_genuine_and_counts(scores, is_genuine, bounds) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each fold's genuine scores (input order), and per fold the counts (acquired genuine, NaN genuine,
+    acquired impostor, NaN impostor): one pass over the pairs serves every training set."""
+    floating = np.issubdtype(scores.dtype, np.floating)
+    genuine, counts = [], []
+    for a, b in bounds:
+        x, lab = scores[a:b], is_genuine[a:b]
+        g = x[lab]
+        nan_g = int(np.count_nonzero(np.isnan(g))) if floating else 0
+        nan_all = int(np.count_nonzero(np.isnan(x))) if floating else 0
+        n_i = (b - a) - g.size
+        genuine.append(g)
+        counts.append((g.size - nan_g, nan_g, n_i - (nan_all - nan_g), nan_all - nan_g))
+    return genuine, np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+
+
+def _training_sets(scores, folds_g, counts, others, f, folds, higher_is_genuine, fta):
+    """The training ScoreSets of fold ``f`` as :func:`prepare_scores` would build them from the gathered
+    training pairs, but holding as impostors only the top of the other folds' tops (all that
+    :func:`max_accuracy_point` reads; the acquired count is carried, as streamed sets do). None when a
+    training set lacks acquired genuine or impostor scores (the caller then raises prepare_scores' error)."""
+    from frmask.metrics._scores import _split_failures, working_dtype
+    from frmask.metrics.streaming import _StreamedSets
+
+    train = counts.sum(axis=0) if folds == 1 else counts.sum(axis=0) - counts[f]
+    acq_g, nan_g, acq_i, nan_i = (int(v) for v in train)
+    if acq_g == 0 or acq_i == 0:
+        return None
+    raw_g = np.concatenate(folds_g if folds == 1 else folds_g[:f] + folds_g[f + 1:])
+    g, _ = _split_failures(raw_g, "genuine", fta)
+    dtype = working_dtype(scores)
+    sign = 1 if higher_is_genuine else -1
+    g = sign * g.astype(dtype, copy=False)
+    top = top_k_desc(np.concatenate(others).astype(dtype, copy=False), min(acq_g, acq_i) + 1)
+    return _StreamedSets(g, top, nan_g, nan_i, fta, sign, n_acquired_impostor=acq_i)
+
+
 def _fold_impostor_tops(scores, is_genuine, bounds, higher_is_genuine) -> list[np.ndarray]:
     """The largest acquired impostor scores (working space, float64) of each fold, enough for any training set.
 
@@ -149,28 +186,37 @@ def kfold_accuracy(scores, labels, folds: int = 10, *, method: str = "exact", hi
     threshold is chosen and applied on all pairs. The std is the population standard deviation (ddof=0).
     """
     s_all = as_score_array(scores, "pair")
-    lab = np.asarray(labels)
-    from frmask.metrics._scores import split_by_label
+    from frmask.metrics._scores import genuine_mask
 
-    split_by_label(s_all, lab)  # validates shape and labels
-    lab = lab.astype(bool)
+    lab = genuine_mask(s_all, labels)  # validates shape and labels
     if method == "insightface":
         return _insightface_kfold(s_all, lab, folds, higher_is_genuine, fta)
     if method != "exact":
         raise ScoreError(f"unknown k-fold method {method!r}; choose 'exact' or 'insightface'")
     bounds = _fold_bounds(s_all.size, folds)
     tops = _fold_impostor_tops(s_all, lab, bounds, higher_is_genuine)
+    folds_g, counts = _fold_genuine_and_counts(s_all, lab, bounds)
+    # Every training set is valid (no infinite score, no NaN under fta="error"): the training sets are
+    # built from per-fold pieces without gathering their impostors (see _training_sets); otherwise
+    # prepare_scores on the gathered sets raises its usual error.
+    quick = not (np.issubdtype(s_all.dtype, np.floating) and np.isinf(s_all).any()) and \
+        not (fta == "error" and counts[:, 1:4:2].any())
     accs, thrs = [], []
     for f, (a, b) in enumerate(bounds):
         rest = [(0, s_all.size)] if folds == 1 else [(0, a), (b, s_all.size)]
-        try:
-            s = prepare_scores(_gather(s_all, lab, rest), _gather(s_all, ~lab, rest),
-                               higher_is_genuine=higher_is_genuine, fta=fta)
-        except ScoreError as exc:
-            raise ScoreError(f"fold {f + 1}: the training folds cannot choose a threshold: {exc}") from None
         others = tops if folds == 1 else tops[:f] + tops[f + 1:]
-        _, t = max_accuracy_point(s, top_k_desc(np.concatenate(others).astype(s.dtype, copy=False),
-                                                min(s.genuine.size, s.impostor.size) + 1))
+        s = _training_sets(s_all, folds_g, counts, others, f, folds, higher_is_genuine, fta) if quick else None
+        if s is not None:
+            top = s.impostor  # already the top the search needs
+        else:
+            try:
+                s = prepare_scores(_gather(s_all, lab, rest), _gather(s_all, ~lab, rest),
+                                   higher_is_genuine=higher_is_genuine, fta=fta)
+            except ScoreError as exc:
+                raise ScoreError(f"fold {f + 1}: the training folds cannot choose a threshold: {exc}") from None
+            top = top_k_desc(np.concatenate(others).astype(s.dtype, copy=False),
+                             min(s.genuine.size, s.impostor.size) + 1)
+        _, t = max_accuracy_point(s, top)
         thr = s.output_threshold(t)
         accs.append(_accuracy_on(s_all[a:b], lab[a:b], s.sign * thr, s.sign, fta))
         thrs.append(thr)
