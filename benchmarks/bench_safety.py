@@ -4,7 +4,7 @@
    prescan that bounds what a pickle may allocate.
 2. ``synth_bin`` (masked-vs-masked, 1 worker, in this process) with and without the header check of every
    image against the pixel limit before it is decoded.
-3. Replacing an output folder of 12,000 image files: ``frmask._atomic.replace_dir`` (manifest with SHA-256 of
+3. Replacing an output folder of 12,000 image files: ``frmask._atomic_folder.replace_dir`` (manifest with SHA-256 of
    every file, check of the old folder against its manifest, deletion of exactly what it lists) against a bare
    ``os.replace`` + ``shutil.rmtree``.
 
@@ -56,7 +56,7 @@ def main() -> None:
         raise SystemExit(f"needs MFR2 at {MFR2}")
     import frmask.io.images as images
     import frmask.io.insightface_bin as ib
-    from frmask import _atomic
+    from frmask import _atomic_folder
     from frmask.synth.benchmark import synth_bin
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +85,7 @@ def main() -> None:
         blobs = ib.read_bin(src).images
 
         def build(target: Path) -> Path:
-            folder = _atomic.make_temp_dir(target)
+            folder = _atomic_folder.make_temp_dir(target)
             for k, blob in enumerate(blobs):
                 sub = folder / f"id{k % 100:03d}"
                 sub.mkdir(exist_ok=True)
@@ -96,7 +96,7 @@ def main() -> None:
             out = tmp / "run"
             folder = build(out)
             t0 = time.perf_counter()
-            _atomic.replace_dir(folder, out)
+            _atomic_folder.replace_dir(folder, out)
             return time.perf_counter() - t0
 
         def bare_replace():

@@ -48,7 +48,7 @@ def make_session(model: bytes, device: str = "cpu", threads: int = 0, stacklevel
     ort.set_default_logger_severity(4 if device == "auto" else 3)
     try:
         session = ort.InferenceSession(model, sess_options=options, providers=providers)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind11 exception classes
+    except Exception as exc:  # onnxruntime raises its own pybind11 exception classes
         if not type(exc).__module__.startswith("onnxruntime"):
             raise
         raise load_error(exc, source) from None

@@ -51,7 +51,8 @@ def astronaut_demo(out, *, seed: int = 0) -> DemoResult:
     import cv2
     from skimage import data as skdata
 
-    from frmask._atomic import write_bytes_atomic, write_csv_atomic
+    from frmask._atomic import write_bytes_atomic
+    from frmask._csv_text import write_csv_atomic
     from frmask.embed.onnx_model import OnnxEmbedder
     from frmask.faces.align import align_face
     from frmask.faces.detect import get_detector

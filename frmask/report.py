@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from frmask import _atomic
+from frmask import _atomic, _atomic_folder
 from frmask.report_gallery import SCORE_FORMAT
 
 #: (column title, report key, kind) of the tables, in the paper's order
@@ -136,7 +136,7 @@ def _legacy_run_files(folder: Path):
 
 def check_out_dir(out) -> None:
     """ValueError unless ``out`` can receive a run folder (see :func:`_replace_dir`); call it before long work."""
-    _atomic.check_replaceable(out, _legacy_run_files)
+    _atomic_folder.check_replaceable(out, _legacy_run_files)
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
@@ -146,9 +146,9 @@ def _replace_dir(tmp: Path, out: Path) -> None:
     its manifest (written here, from ``tmp``'s contents, just before the rename) lists every entry; a run
     folder of an older frmask without a manifest may hold only the files ``frmask score`` wrote then.
     Anything else is refused with a ValueError naming the entries. ``out`` must not be the current folder
-    or hold it. Stale temporary folders of ``out`` left by a killed run are removed (:mod:`frmask._atomic`).
+    or hold it. Stale temporary folders of ``out`` left by a killed run are removed (:mod:`frmask._temps`).
     """
-    _atomic.replace_dir(tmp, out, legacy=_legacy_run_files)
+    _atomic_folder.replace_dir(tmp, out, legacy=_legacy_run_files)
 
 
 @contextmanager
@@ -157,13 +157,13 @@ def building_dir(out) -> Iterator[Path]:
     renamed into place (:func:`_replace_dir`), when it raises it is removed, so nothing half written is left."""
     out = Path(out)
     check_out_dir(out)
-    tmp = _atomic.make_temp_dir(out)
+    tmp = _atomic_folder.make_temp_dir(out)
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_atomic._umask())
+        os.chmod(tmp, 0o777 & ~_atomic.umask())
         _replace_dir(tmp, out)
     except BaseException:
-        _atomic.discard_temp_dir(tmp)
+        _atomic_folder.discard_temp_dir(tmp)
         raise
 
 

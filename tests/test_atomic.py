@@ -1,4 +1,4 @@
-"""Tests of frmask._atomic and frmask._paths: output folders replaced only when frmask wrote everything in
+"""Tests of frmask._atomic, _temps, _manifest, _atomic_folder and frmask._paths: output folders replaced only when frmask wrote everything in
 them, stale temporary files of killed runs cleaned (only frmask's own, only when stale), path relations."""
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from frmask import _atomic
-from frmask._atomic import MANIFEST, atomic_path, make_temp_dir, remove_stale_temps, replace_dir, write_bytes_atomic
+from frmask import _atomic, _atomic_folder, _temps
+from frmask._atomic import atomic_path, write_bytes_atomic
+from frmask._atomic_folder import make_temp_dir, replace_dir
+from frmask._manifest import MANIFEST
+from frmask._temps import remove_stale_temps
 from frmask._paths import is_inside, refuse_nested, refuse_same, same_file
 
 
@@ -33,12 +36,12 @@ def _refused(out: Path, legacy, pattern: str) -> None:
         with pytest.raises(ValueError, match=pattern):
             replace_dir(tmp, out, legacy=legacy)
     finally:
-        _atomic.discard_temp_dir(tmp)
+        _atomic_folder.discard_temp_dir(tmp)
 
 
 def _old(path: Path) -> None:
     """Make ``path`` look like a leftover of an earlier process (modified before this one started)."""
-    t = _atomic._STARTED - 60
+    t = _temps._STARTED - 60
     os.utime(path, (t, t), follow_symlinks=False)
 
 
@@ -112,14 +115,14 @@ def test_current_folder_parents_symlinks_and_files_are_refused(tmp_path, monkeyp
     monkeypatch.chdir(work)
     for out in (Path("."), Path(".."), tmp_path / "proj", Path("../work")):
         with pytest.raises(ValueError, match="is the current folder or holds it"):
-            _atomic.check_replaceable(out)
+            _atomic_folder.check_replaceable(out)
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(ValueError, match="is a symbolic link"):
-        _atomic.check_replaceable(tmp_path / "link")
+        _atomic_folder.check_replaceable(tmp_path / "link")
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="exists and is not a folder"):
-        _atomic.check_replaceable(tmp_path / "file")
+        _atomic_folder.check_replaceable(tmp_path / "file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "link", "proj", "real"]
 
 
@@ -133,7 +136,7 @@ def test_stale_rule_removes_only_frmasks_own_unlocked_old_temps(tmp_path):
     for key, name in names.items():
         (tmp_path / name).write_text(key)
         if key == "fresh":  # modified after the cleaning process started
-            os.utime(tmp_path / name, (_atomic.time.time() + 120,) * 2)
+            os.utime(tmp_path / name, (_temps.time.time() + 120,) * 2)
         else:
             _old(tmp_path / name)
     (tmp_path / ".x.bin.zzzzzzzz.tmp").symlink_to(tmp_path / names["user"])
@@ -165,7 +168,8 @@ def test_kill_9_leftovers_are_cleaned_by_the_next_run(tmp_path):
     target, folder = tmp_path / "big.bin", tmp_path / "run"
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from frmask._atomic import atomic_path, make_temp_dir
+        from frmask._atomic import atomic_path
+        from frmask._atomic_folder import make_temp_dir
         tmp_dir = make_temp_dir({str(folder)!r})
         (tmp_dir / "part.png").write_bytes(b"x")
         with atomic_path({str(target)!r}) as tmp:
@@ -180,7 +184,8 @@ def test_kill_9_leftovers_are_cleaned_by_the_next_run(tmp_path):
         for p in tmp_path.iterdir():
             _old(p)  # even when old, a held lock protects them
         nxt = [sys.executable, "-c", textwrap.dedent(f"""
-            from frmask._atomic import make_temp_dir, remove_stale_temps
+            from frmask._atomic_folder import make_temp_dir
+            from frmask._temps import remove_stale_temps
             print(len(remove_stale_temps({str(tmp_path)!r}, "big.bin")), len(remove_stale_temps({str(tmp_path)!r}, "run")))
         """)]
         assert subprocess.run(nxt, capture_output=True, text=True, timeout=60).stdout.split() == ["0", "0"]

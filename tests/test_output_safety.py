@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from forged_images import png_claiming
 
-from frmask import _atomic
+from frmask import _csv_text, _temps
 from frmask.cli import main
 from frmask.io.errors import FormatError
 from frmask.io.images import MAX_PIXELS, check_pixels, claimed_size
@@ -82,7 +82,7 @@ def test_train_logs_quote_metric_names_and_keep_them_on_resume(tmp_path):
 
 def test_csv_text_round_trips():
     rows = [("a,b", 'q"', "new\nline", None, 3), ("", " x ", "é", 1.5, "")]
-    back = list(csv.reader(io.StringIO(_atomic.csv_text(rows))))
+    back = list(csv.reader(io.StringIO(_csv_text.csv_text(rows))))
     assert back == [["a,b", 'q"', "new\nline", "", "3"], ["", " x ", "é", "1.5", ""]]
 
 
@@ -192,7 +192,7 @@ def test_checkpoint_save_removes_stale_temps_of_any_step(tmp_path):
     keep = folder / ".notes.k2j3h4g5.tmp"  # not a checkpoint's temporary name
     for p in (stale, keep):
         p.write_bytes(b"x" * 1000)
-        t = _atomic._STARTED - 60
+        t = _temps._STARTED - 60
         os.utime(p, (t, t))
     save_checkpoint(tmp_path, 150, {"x": 1})
     assert sorted(p.name for p in folder.iterdir()) == [keep.name, "step_00000150.pt"]

@@ -309,7 +309,7 @@ class RecordReader:
 
 def _open_temporary(target: Path) -> tuple[IO[bytes], Path]:
     """A new, exclusive temporary file next to ``target`` (same folder, so a rename is atomic); stale ones of a
-    killed run are removed first (:mod:`frmask._atomic`)."""
+    killed run are removed first (:mod:`frmask._temps`)."""
     from frmask._atomic import open_temp_file
 
     return open_temp_file(target)

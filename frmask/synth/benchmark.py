@@ -454,7 +454,7 @@ def _collect(res, images, rows, progress) -> None:
 
 
 def _sidecar_text(n: int, rows: dict, mask_name: str, variant: tuple[str, str]) -> str:
-    from frmask._atomic import csv_text
+    from frmask._csv_text import csv_text
 
     coverage, color = variant
     lines = [("index", "masked", "mask_type", "r", "g", "b", "jitter", "coverage", "color")]

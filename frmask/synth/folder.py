@@ -10,7 +10,7 @@ their masked versions); the CSVs are written with the csv module (a name with a 
 
 The output folder is built under a temporary name beside ``dst`` and renamed into place when complete, so an
 error or Ctrl-C leaves nothing partial. An existing ``dst`` is replaced only when it holds nothing but what
-an earlier frmask run wrote there (:func:`frmask._atomic.replace_dir`); ``dst`` must not be the source
+an earlier frmask run wrote there (:func:`frmask._atomic_folder.replace_dir`); ``dst`` must not be the source
 folder, lie inside it or hold it.
 """
 
@@ -193,7 +193,8 @@ def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detect
     """
     import time
 
-    from frmask import _atomic
+    from frmask import _atomic_folder
+    from frmask._csv_text import write_csv_atomic
     from frmask._paths import refuse_nested
 
     t0 = time.perf_counter()
@@ -211,10 +212,10 @@ def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detect
         table = read_landmarks_csv(landmarks_csv)
     check_spec(spec)  # fail fast on a bad template or colour, before any output
     points68 = use_landmarks68(spec, landmarks, auto=True)
-    _atomic.check_replaceable(dst, _legacy_outputs)  # before the long part
+    _atomic_folder.check_replaceable(dst, _legacy_outputs)  # before the long part
     dataset = src.resolve().name
     shown = set(np.linspace(0, len(files) - 1, min(8, len(files))).astype(int).tolist())  # preview tiles
-    tmp = _atomic.make_temp_dir(dst)
+    tmp = _atomic_folder.make_temp_dir(dst)
     try:
         failures, done = _run_jobs([(i, rel.as_posix(), str(src / rel), str(tmp / rel), i in shown)
                                     for i, rel in enumerate(files)],
@@ -222,10 +223,10 @@ def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detect
         name = spec.legacy and "maskinv-legacy" or (spec.template and os.path.basename(spec.template)) or \
             spec.mask_type
         variant = tuple(variant_label(spec))
-        _atomic.write_csv_atomic(tmp / "masks.csv", [
+        write_csv_atomic(tmp / "masks.csv", [
             ("index", "path", "mask_type", "r", "g", "b", "jitter", "coverage", "color")] + [
             (i, rel, name, r, g, b, " ".join(map(str, jit)), *variant) for i, rel, ((r, g, b), jit, _, _) in done])
-        _atomic.write_csv_atomic(tmp / "failures.csv", [("path", "reason"), *failures])
+        write_csv_atomic(tmp / "failures.csv", [("path", "reason"), *failures])
         outputs = {"images": str(dst), "sidecar": str(dst / "masks.csv"), "failures": str(dst / "failures.csv")}
         tiles = [(i, rec) for i, _, rec in done if rec[2] is not None]
         if tiles:
@@ -236,8 +237,8 @@ def synth_folder(src, dst, *, spec: MaskSpec = MaskSpec(), seed: int = 0, detect
                                  [r[3] for _, r in tiles])
             (tmp / "preview.png").write_bytes(contact_sheet_png(originals, *rows))
             outputs["preview"] = str(dst / "preview.png")
-        _atomic.replace_dir(tmp, dst, legacy=_legacy_outputs)
+        _atomic_folder.replace_dir(tmp, dst, legacy=_legacy_outputs)
     except BaseException:  # an error or Ctrl-C: nothing of this run is left behind
-        _atomic.discard_temp_dir(tmp)
+        _atomic_folder.discard_temp_dir(tmp)
         raise
     return FolderSummary(len(files), len(done), failures, outputs, time.perf_counter() - t0)

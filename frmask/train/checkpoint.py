@@ -8,7 +8,7 @@ A checkpoint is a dict with ``format`` = :data:`FORMAT`, ``version``, ``step`` (
 ``world_size``. Everything is tensors and plain Python values, so checkpoints load with
 ``torch.load(weights_only=True)`` (no arbitrary code runs when reading one). Writing goes to a temporary file beside the target, then ``os.replace`` (never a partial
 file); only the newest ``keep`` checkpoints are kept. A save first removes the stale temporary files a killed
-save left in ``checkpoints/`` (the rule of :mod:`frmask._atomic`).
+save left in ``checkpoints/`` (the rule of :mod:`frmask._temps`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from frmask._atomic import atomic_path, remove_stale_temps
+from frmask._atomic import atomic_path
+from frmask._temps import remove_stale_temps
 
 __all__ = ["FORMAT", "VERSION", "checkpoint_dir", "checkpoint_path", "list_checkpoints", "latest_checkpoint",
            "resolve_checkpoint", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
@@ -72,7 +73,7 @@ def save_checkpoint(run: str | Path, step: int, state: dict[str, Any], keep: int
     import torch
 
     path = checkpoint_path(run, step)
-    remove_stale_temps(path.parent, _NAME.match)  # what a kill -9 while saving any step left (frmask._atomic)
+    remove_stale_temps(path.parent, _NAME.match)  # what a kill -9 while saving any step left (frmask._temps)
     payload = {"format": FORMAT, "version": VERSION, "step": int(step), **state}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

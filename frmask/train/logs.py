@@ -15,7 +15,8 @@ import csv
 import math
 from pathlib import Path
 
-from frmask._atomic import atomic_path, csv_text, write_text_atomic
+from frmask._atomic import atomic_path, write_text_atomic
+from frmask._csv_text import csv_text
 
 __all__ = ["LOG_COLUMNS", "RunLogger", "read_log", "plot_losses"]
 
