@@ -77,7 +77,8 @@ def _destination_error(exc: OSError, path: Path) -> OSError:
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
-    Stale temporary files of ``path`` left by a killed run are removed first (the stale rule of :mod:`frmask._temps`).
+    Stale temporary files of ``path`` left by a killed run are removed first (the stale rule of
+    :mod:`frmask._temps`).
 
     An OSError about the temporary (making it, writing it in the caller's block, renaming it) is raised
     again naming ``path``, never the hidden file; other errors pass unchanged."""

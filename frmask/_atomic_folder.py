@@ -38,7 +38,8 @@ class TempDir(type(Path())):
 
 def make_temp_dir(target) -> TempDir:
     """A new, locked temporary folder ``.NAME.tmp-XXXXXXXX`` beside ``target``, to build it in and then hand
-    to :func:`replace_dir`. Stale temporary folders of ``target`` are removed first (the stale rule of :mod:`frmask._temps`)."""
+    to :func:`replace_dir`. Stale temporary folders of ``target`` are removed first (the stale rule of
+    :mod:`frmask._temps`)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target.parent, target.name)

@@ -1,5 +1,6 @@
-"""Tests of frmask._atomic, _temps, _manifest, _atomic_folder and frmask._paths: output folders replaced only when frmask wrote everything in
-them, stale temporary files of killed runs cleaned (only frmask's own, only when stale), path relations."""
+"""Tests of frmask._atomic, _temps, _manifest, _atomic_folder and _paths: output folders replaced only when
+frmask wrote everything in them, stale temporary files of killed runs cleaned (only frmask's own, only when
+stale), path relations, errors naming the destination."""
 
 from __future__ import annotations
 

@@ -360,7 +360,8 @@ def test_output_shape_known_only_at_run_time_is_checked_per_batch(tmp_path):
             return [next(iter(feeds.values()))]
 
     embedder._session = ImageOutput()
-    with pytest.raises(ValueError, match=rf"dynamic\.onnx: output 'embedding' has shape \(N, 3, {SIZE}, {SIZE}\), an image"):
+    image = rf"dynamic\.onnx: output 'embedding' has shape \(N, 3, {SIZE}, {SIZE}\), an image"
+    with pytest.raises(ValueError, match=image):
         embedder.embed(_images(2))
 
 
