@@ -67,27 +67,27 @@ def test_error_before_the_first_checkpoint_leaves_nothing(faces, tmp_path):
 
 
 def test_first_log_row_after_resume_equals_the_uninterrupted_row(faces, tmp_path):
-    """6 steps logged every 4: interrupted at step 3 (a checkpoint mid-interval) and resumed, the row of step
-    4 averages steps 1-4 as the straight run's does (the running sums travel in the checkpoint)."""
+    """4 steps logged every 3: interrupted at step 2 (a checkpoint mid-interval) and resumed, the row of step
+    3 averages steps 1-3 as the straight run's does (the running sums travel in the checkpoint)."""
     from frmask.train.loop import train
 
-    config = _small(steps=6, log_every=4, keep_checkpoints=2)
+    config = _small(steps=4, log_every=3, keep_checkpoints=2)
     straight = train(config, faces, tmp_path / "straight", progress=False)
-    assert straight.step == 6
+    assert straight.step == 4
 
     def interrupt(done, trainer):
-        if done == 3:
+        if done == 2:
             os.kill(os.getpid(), signal.SIGINT)
 
     run = tmp_path / "resumed"
     first = train(config, faces, run, progress=False, on_step=interrupt)
-    assert first.interrupted and first.step == 3
+    assert first.interrupted and first.step == 2
     interval = load_checkpoint(run)["log_interval"]
-    assert interval["count"] == 3 and interval["sums"][0] > 0 and interval["seconds"] > 0
+    assert interval["count"] == 2 and interval["sums"][0] > 0 and interval["seconds"] > 0
     second = train(config, faces, run, resume=True, progress=False)
-    assert second.step == 6 and [s for s, _ in list_checkpoints(run)] == [3, 6]  # keep_checkpoints = 2
+    assert second.step == 4 and [s for s, _ in list_checkpoints(run)] == [2, 4]  # keep_checkpoints = 2
     want = _rows(tmp_path / "straight")
-    assert [r["step"] for r in want] == ["4", "6"]
+    assert [r["step"] for r in want] == ["3", "4"]
     assert _rows(run) == want
 
 

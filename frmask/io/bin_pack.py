@@ -80,7 +80,7 @@ def pack_bin(folder, out, *, n_pairs: int = 6000, folds: int = 10, seed: int = 0
 
     t0 = time.perf_counter()
     folder = Path(folder)
-    names, per_identity = list_identities(folder)
+    _, per_identity = list_identities(folder)
     paths, labels, failures = [], [], []
     for label, images in enumerate(per_identity):
         for path in images:
