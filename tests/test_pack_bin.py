@@ -108,6 +108,12 @@ def test_pack_bin_round_trip_and_score(faces, tmp_path):
     assert runner.invoke(main, ["pack-bin", str(faces), "--pairs", "20", "--seed", "3", "--out", str(second),
                                 "--no-progress"]).exit_code == 0
     assert second.read_bytes() == out.read_bytes()
+    import frmask.io.bin_pack as bin_pack
+
+    with pytest.MonkeyPatch.context() as mp:  # a folder larger than the bytes held: the chosen files read again
+        mp.setattr(bin_pack, "KEEP_BYTES", 3 * faces.joinpath("id0", "0.png").stat().st_size)
+        bin_pack.pack_bin(faces, tmp_path / "reread.bin", n_pairs=20, seed=3)
+    assert (tmp_path / "reread.bin").read_bytes() == out.read_bytes()
 
     (tmp_path / "means.onnx").write_bytes(means_model())
     res = runner.invoke(main, ["score", str(tmp_path / "means.onnx"), "--protocol", "lfw", "--data", str(out),
