@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 
 import cv2
 import numpy as np
@@ -104,6 +105,10 @@ def test_pack_bin_round_trip_and_score(faces, tmp_path):
         assert (a.parent == b.parent) == bench.issame[i] and a != b
         pairs.add((a, b))
     assert len(pairs) == 20
+    with open(out, "rb") as f:  # as insightface loads it: a plain pickle of (list of bytes, list of bool)
+        bins, issame = pickle.load(f, encoding="bytes")
+    assert bins == bench.images and issame == bench.issame.tolist() and type(issame[0]) is bool
+    assert out.stat().st_size < sum(len(b) for b in bins)  # an image in several pairs is stored once
     second = tmp_path / "again.bin"
     assert runner.invoke(main, ["pack-bin", str(faces), "--pairs", "20", "--seed", "3", "--out", str(second),
                                 "--no-progress"]).exit_code == 0
