@@ -124,6 +124,8 @@ def test_pack_bin_round_trip_and_score(faces, tmp_path):
     res = runner.invoke(main, ["score", str(tmp_path / "means.onnx"), "--protocol", "lfw", "--data", str(out),
                                "--out", str(tmp_path / "run"), "--no-cache", "--device", "cpu"])
     assert res.exit_code == 0, res.output
+    # each image is embedded once, however many pairs it is in
+    assert f"40 images (0 from the cache, {len(set(bench.images))} embedded" in res.output
     report = json.loads((tmp_path / "run" / "metrics.json").read_text())["all"]
     assert (report["n_genuine"], report["n_impostor"]) == (10, 10) and 0 <= report["kfold_accuracy"] <= 1
 
