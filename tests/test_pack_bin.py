@@ -63,6 +63,25 @@ def test_selection_is_uniform_over_pairs():
     assert all(60 <= c <= 140 for c in counts.values()), counts  # expected 100 each
 
 
+def test_disjoint_folds_keep_each_identity_in_one_fold():
+    rng = np.random.default_rng(0)
+    labels = rng.permutation(np.repeat(np.arange(30), rng.integers(1, 7, 30)))
+    genuine, impostor = brute_pairs(labels)
+    p = select_pairs(labels, 60, folds=5, seed=2, disjoint=True)
+    got = list(zip(p.a.tolist(), p.b.tolist()))
+    assert len(set(got)) == 60 and all(a < b for a, b in got)
+    assert p.genuine.tolist() == ([True] * 6 + [False] * 6) * 5
+    assert all(pair in (genuine if same else impostor) for pair, same in zip(got, p.genuine))
+    fold_of = {}
+    for i, (a, b) in enumerate(got):
+        for identity in (labels[a], labels[b]):
+            assert fold_of.setdefault(identity, i // 12) == i // 12, f"identity {identity} in two folds"
+    again = select_pairs(labels, 60, folds=5, seed=2, disjoint=True)
+    assert np.array_equal(again.a, p.a) and np.array_equal(again.b, p.b)
+    with pytest.raises(ValueError, match=r"identity-disjoint fold \d+ of 10 \(\d+ images of \d+ identities\)"):
+        select_pairs(LABELS, 20, folds=10, disjoint=True)  # 5 identities cannot fill 10 folds
+
+
 def test_selection_errors_name_the_counts():
     with pytest.raises(ValueError, match=r"need 20 distinct genuine pairs, but 13 images of 5 identities \(4 with "
                                          r"2 or more images\) give only 14: ask for at most 20 pairs"):
@@ -119,6 +138,12 @@ def test_pack_bin_round_trip_and_score(faces, tmp_path):
         mp.setattr(bin_pack, "KEEP_BYTES", 3 * faces.joinpath("id0", "0.png").stat().st_size)
         bin_pack.pack_bin(faces, tmp_path / "reread.bin", n_pairs=20, seed=3)
     assert (tmp_path / "reread.bin").read_bytes() == out.read_bytes()
+
+    res = runner.invoke(main, ["pack-bin", str(faces), "--pairs", "8", "--folds", "2", "--disjoint", "--out",
+                               str(tmp_path / "disjoint.bin"), "--no-progress"])
+    assert res.exit_code == 0 and "8 pairs (4 genuine) in 2 identity-disjoint folds" in res.output, res.output
+    halves = [{by_bytes[im].parent for im in read_bin(tmp_path / "disjoint.bin").images[k:k + 8]} for k in (0, 8)]
+    assert halves[0].isdisjoint(halves[1])
 
     (tmp_path / "means.onnx").write_bytes(means_model())
     res = runner.invoke(main, ["score", str(tmp_path / "means.onnx"), "--protocol", "lfw", "--data", str(out),

@@ -6,7 +6,8 @@ decoded once to check it; an image that cannot be decoded (or whose header claim
 out and listed in ``failures`` (``stop_on_error`` raises instead), and an image of another size is an error
 naming it (the folder must be aligned already, e.g. the crops ``frmask synth --images`` writes or
 :func:`frmask.faces.align_face`'s). The pairs are :func:`frmask.protocols.pair_selection.select_pairs` of
-the usable images: seeded, ``folds`` contiguous folds, each half genuine, no pair twice.
+the usable images: seeded, ``folds`` contiguous folds, each half genuine, no pair twice (``disjoint``: no
+identity in two folds).
 
 Images are stored as the ``.bin`` files insightface releases hold them: a JPEG or PNG file byte for byte
 (no re-compression, so the benchmark's pixels are the folder's), any other format re-encoded losslessly as
@@ -75,14 +76,14 @@ def _check(data: bytes, path: Path) -> np.ndarray:
     return image
 
 
-def pack_bin(folder, out, *, n_pairs: int = 6000, folds: int = 10, seed: int = 0, stop_on_error: bool = False,
-             progress=None) -> BinPackSummary:
+def pack_bin(folder, out, *, n_pairs: int = 6000, folds: int = 10, seed: int = 0, disjoint: bool = False,
+             stop_on_error: bool = False, progress=None) -> BinPackSummary:
     """Write the ``.bin`` of ``n_pairs`` pairs of the identity folder ``folder`` to ``out`` (module notes).
 
     ``progress`` is called with 1 after each image checked (and each image read again, past
     :data:`KEEP_BYTES`). ValueError (nothing
     written) when the folder is not an identity tree, an image is not 112x112, or the usable images cannot
-    give ``n_pairs / 2`` distinct genuine or impostor pairs.
+    give ``n_pairs / 2`` distinct genuine or impostor pairs (with ``disjoint``: a fold its share).
     """
     from frmask.io.errors import FormatError
     from frmask.io.images import is_jpeg, is_png, stored_bytes
@@ -119,7 +120,7 @@ def pack_bin(folder, out, *, n_pairs: int = 6000, folds: int = 10, seed: int = 0
                 progress(1)
     labels = np.asarray(labels, np.int64)
     genuine_available, impostor_available = count_pairs(labels)
-    pairs = select_pairs(labels, n_pairs, folds=folds, seed=seed)
+    pairs = select_pairs(labels, n_pairs, folds=folds, seed=seed, disjoint=disjoint)
     chosen = np.unique(np.concatenate([pairs.a, pairs.b]))
     for k in (int(k) for k in chosen):
         if k not in kept:  # read again; a JPEG/PNG with the bytes checked above is not decoded twice

@@ -13,13 +13,14 @@ Definitions (``labels[k]`` = identity of image ``k``):
 * The genuine pairs are a uniform sample without replacement from all ``G = sum_k n_k (n_k - 1) / 2``
   genuine pairs (``n_k`` images of identity ``k``), and the impostor pairs from all ``N (N - 1) / 2 - G``
   impostor pairs: so no pair occurs twice, and identities with many images give more pairs, as a uniform
-  draw of pairs does. Folds are *not* identity-disjoint (LFW's are): the same person may appear in two
-  folds.
+  draw of pairs does. By default folds are *not* identity-disjoint: the same person may appear in two
+  folds. ``disjoint=True`` makes them so, as LFW's are (each identity in one fold, the folds balanced by
+  their genuine pairs; the draws are then uniform within each fold).
 * Sampling never lists the pairs: pair number ``r`` of the genuine (impostor) pairs in the order
   ``(a, b)`` lexicographic is found from per-image counts of partners, so a set of millions of images
   costs O(N) memory.
-* Determinism: the sample depends only on ``labels``, ``n_pairs``, ``folds`` and ``seed`` (numpy's
-  SeedSequence of ``(seed, "pair-selection", 0, "genuine" | "impostor")``,
+* Determinism: the sample depends only on ``labels``, ``n_pairs``, ``folds``, ``disjoint`` and ``seed``
+  (numpy's SeedSequence of ``(seed, "pair-selection", 0, "genuine" | "impostor" | "folds")``,
   :func:`frmask.synth.seeding.image_seed_sequence`).
 """
 
@@ -92,13 +93,16 @@ def _sample(total: int, k: int, kind: str, seed: int) -> np.ndarray:
     return rng.choice(total, size=k, replace=False).astype(np.int64)
 
 
-def select_pairs(labels, n_pairs: int, *, folds: int = 10, seed: int = 0) -> PairList:
+def select_pairs(labels, n_pairs: int, *, folds: int = 10, seed: int = 0, disjoint: bool = False) -> PairList:
     """``n_pairs`` distinct pairs of the images labelled ``labels``, half genuine (see the module notes).
 
     ``n_pairs`` must be a positive multiple of ``2 * folds``. ValueError, with the counts, when the labels
-    cannot give ``n_pairs / 2`` distinct genuine (or impostor) pairs.
+    cannot give ``n_pairs / 2`` distinct genuine (or impostor) pairs. ``disjoint=True``: every identity
+    belongs to one fold, as in LFW's View 2 (:func:`_disjoint_pairs`).
     """
     labels = _check_labels(labels)
+    if disjoint:
+        return _disjoint_pairs(labels, n_pairs, folds, seed)
     if isinstance(folds, bool) or int(folds) != folds or folds < 1:
         raise ValueError(f"folds must be a whole number >= 1, got {folds!r}")
     if isinstance(n_pairs, bool) or int(n_pairs) != n_pairs or n_pairs < 1 or n_pairs % (2 * folds):
@@ -130,4 +134,35 @@ def select_pairs(labels, n_pairs: int, *, folds: int = 10, seed: int = 0) -> Pai
             a_parts.append(np.minimum(x, y))
             b_parts.append(np.maximum(x, y))
             g_parts.append(np.full(per_fold, same))
+    return PairList(np.concatenate(a_parts), np.concatenate(b_parts), np.concatenate(g_parts), folds)
+
+
+def _disjoint_pairs(labels: np.ndarray, n_pairs: int, folds: int, seed: int) -> PairList:
+    """Identity-disjoint folds: the identities, in a seeded random order, go one by one to the fold with the
+    fewest genuine pairs so far (ties: the fewest images, then the lowest fold number); each fold's pairs are
+    :func:`select_pairs` of its own images (one fold, seed ``(seed, fold)``), so no identity occurs in two
+    folds. ValueError naming the fold when one cannot give its share."""
+    select_pairs(labels, n_pairs, folds=folds, seed=seed)  # the checks of the arguments and the overall counts
+    ids, inverse, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    rng = np.random.default_rng(image_seed_sequence(seed, SEED_NAME, 0, "folds"))
+    genuine_of = np.zeros(folds, np.int64)
+    images_of = np.zeros(folds, np.int64)
+    fold_of = np.empty(len(ids), np.int64)
+    for k in rng.permutation(len(ids)):
+        f = min(range(folds), key=lambda f: (genuine_of[f], images_of[f], f))
+        fold_of[k] = f
+        genuine_of[f] += sizes[k] * (sizes[k] - 1) // 2
+        images_of[f] += sizes[k]
+    per_fold = n_pairs // folds
+    a_parts, b_parts, g_parts = [], [], []
+    for f in range(folds):
+        members = np.flatnonzero(fold_of[inverse] == f)
+        try:
+            part = select_pairs(labels[members], per_fold, folds=1, seed=int(seed) * folds + f)
+        except ValueError as exc:
+            raise ValueError(f"identity-disjoint fold {f + 1} of {folds} ({len(members)} images of "
+                             f"{int(np.count_nonzero(fold_of == f))} identities): {exc}") from None
+        a_parts.append(members[part.a])
+        b_parts.append(members[part.b])
+        g_parts.append(part.genuine)
     return PairList(np.concatenate(a_parts), np.concatenate(b_parts), np.concatenate(g_parts), folds)
