@@ -263,6 +263,38 @@ def synth(benchmark, data, images, out, mode, mask_type, template, colors, cover
         click.echo(f"wrote {label}: {path}")
 
 
+@main.command("pack-bin")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .bin file to write.")
+@click.option("--pairs", "n_pairs", type=click.IntRange(min=1), default=6000, show_default=True,
+              help="Number of pairs: a multiple of 2 x --folds (half genuine, half impostor in every fold).")
+@click.option("--folds", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Contiguous folds of equal size, as LFW's View 2 (k-fold accuracy).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the pair selection.")
+@click.option("--disjoint", is_flag=True, help="Identity-disjoint folds, as LFW's (each identity in one fold).")
+@click.option("--stop-on-error", is_flag=True,
+              help="Stop at the first image that cannot be decoded (default: leave it out, list it, go on).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def pack_bin_command(folder, out, n_pairs, folds, seed, disjoint, stop_on_error, progress):
+    """Build an insightface .bin benchmark (like lfw.bin) from FOLDER/<identity>/<image> of aligned 112x112
+    faces: seeded pairs in LFW-style folds, JPEG/PNG files stored byte for byte. Score it with
+    frmask score MODEL --protocol lfw --data OUT, mask it with frmask synth --benchmark lfw --data OUT."""
+    from tqdm import tqdm
+
+    from frmask.cli_output import echo_failures
+    from frmask.io.bin_pack import pack_bin
+
+    with tqdm(disable=None if progress else True, unit="img", desc="pack-bin") as bar:  # None: only on a terminal
+        summary = pack_bin(folder, out, n_pairs=n_pairs, folds=folds, seed=seed, disjoint=disjoint,
+                           stop_on_error=stop_on_error, progress=bar.update)
+    click.echo(f"{folder}: {summary.n_images:,} images of {summary.n_identities:,} identities give "
+               f"{summary.genuine_available:,} genuine and {summary.impostor_available:,} impostor pairs")
+    folds_text = f"{summary.folds}{' identity-disjoint' if disjoint else ''} folds"
+    click.echo(f"wrote {summary.path}: {summary.n_pairs:,} pairs ({summary.n_genuine:,} genuine) in {folds_text}, "
+               f"seed {seed}; {summary.n_reencoded} image(s) re-encoded as PNG ({summary.seconds:.1f} s)")
+    echo_failures(summary.failures)
+
+
 from frmask.cli_eval import demo, report, score  # noqa: E402  (commands defined beside this module)
 from frmask.cli_effect import effect  # noqa: E402
 from frmask.train.commands import export_command, pack_command, train_command  # noqa: E402

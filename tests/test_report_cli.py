@@ -174,6 +174,23 @@ def test_python_dash_m_and_version():
     assert out.stdout.strip() == f"frmask, version {importlib.import_module('frmask').__version__}"
 
 
+def test_cli_histogram_legend_names_each_threshold_once(runner, tmp_path, monkeypatch):
+    """Issue 15 item 9: the legend printed the threshold twice ("threshold at FMR 1 % = 0.3017 = 0.3017")."""
+    import frmask.metrics.plots as plots
+
+    figures = []
+    save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: figures.append(fig) or save(fig, path, **kw))
+    res = runner.invoke(main, ["metrics", "--json", str(tmp_path / "r.json"), "--hist", str(tmp_path / "h.png")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    (fig,) = figures
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    lines = [t.get_text() for lg in legends for t in lg.get_texts() if t.get_text().startswith("threshold")]
+    assert lines == [f"threshold at FMR 1 % = {report['fmr100_threshold']:.4g}",
+                     f"threshold at FMR 0.1 % = {report['fmr1000_threshold']:.4g}"]
+
+
 def test_cli_plots(runner, tmp_path):
     det, hist = tmp_path / "det.png", tmp_path / "hist.svg"
     res = runner.invoke(main, ["metrics", "--plot", str(det), "--hist", str(hist)])

@@ -404,17 +404,10 @@ def test_init_starts_the_student_from_given_weights(runs, faces, tmp_path):
 
 
 def _bin_from_folder(faces: Path, path: Path, pairs: int) -> Path:
-    """An insightface .bin of ``pairs`` pairs of the folder's faces: even pairs genuine, odd impostor."""
-    from frmask.io.insightface_bin import BinBenchmark, write_bin
+    """An insightface .bin of ``pairs`` pairs of the folder's faces, half genuine (``frmask pack-bin``)."""
+    from frmask.io.bin_pack import pack_bin
 
-    folders = sorted(p for p in faces.iterdir() if p.is_dir())
-    images, issame = [], []
-    for i in range(pairs):
-        a = sorted(folders[i % len(folders)].glob("*.png"))
-        b = a if i % 2 == 0 else sorted(folders[(i + 1) % len(folders)].glob("*.png"))
-        images += [a[0].read_bytes(), b[1].read_bytes()]
-        issame.append(i % 2 == 0)
-    write_bin(path, BinBenchmark(images, np.array(issame)))
+    pack_bin(faces, path, n_pairs=pairs, seed=0)
     return path
 
 
@@ -487,7 +480,7 @@ def test_cli_train_export_pack(faces, tmp_path):
         group.add_command(command)
     runner = CliRunner()
     run = tmp_path / "run"
-    bench = _bin_from_folder(faces, tmp_path / "faces.bin", pairs=10)
+    bench = _bin_from_folder(faces, tmp_path / "faces.bin", pairs=20)
     res = runner.invoke(group, ["train", "--variant", "elasticface", "--data", str(faces), "--out", str(run),
                                 "--scale", "small", "--backbone", "r18", "--steps", "2", "--device", "cpu",
                                 "--set", "log_every=1", "--set", "tensorboard=false", "--no-progress",

@@ -31,13 +31,16 @@ from frmask.embed.cache import EmbeddingCache, image_key, model_key
 
 @dataclass
 class ProtocolEmbeddings:
-    """Embeddings of a protocol's images (NaN rows for failures) and what happened."""
+    """Embeddings of a protocol's images (NaN rows for failures) and what happened: ``n_cached`` found in the
+    cache, ``n_computed`` embedded, ``n_repeated`` copies of an image met earlier in the same protocol (the same
+    bytes and alignment: a ``.bin`` stores an image once per pair it is in)."""
 
     embeddings: np.ndarray
     failures: dict[int, str] = field(default_factory=dict)
     n_cached: int = 0
     n_computed: int = 0
     seconds: float = 0.0
+    n_repeated: int = 0
 
 
 class _Preparer:
@@ -124,10 +127,15 @@ def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_opti
     ikeys = [image_key(b, a) for b, a in zip(blobs, aligns)]
     found = cache.get_many(mkey, ikeys) if cache is not None else {}
     result: list[np.ndarray | str | None] = [found.get(k) for k in ikeys]
-    todo = [i for i in range(n) if result[i] is None]
-    n_cached = n - len(todo)
-    if progress is not None and n_cached:
-        progress(n_cached)
+    first: dict[str, int] = {}  # image key -> the first entry with it that is not cached: embedded once
+    for i in range(n):
+        if result[i] is None:
+            first.setdefault(ikeys[i], i)
+    todo = sorted(first.values())
+    n_cached = sum(r is not None for r in result)
+    n_repeated = n - n_cached - len(todo)
+    if progress is not None and n - len(todo):
+        progress(n - len(todo))
 
     prepare = _Preparer(size, detector, detector_options)
     batch = embedder.batch_size if embedder.fixed_batch is None else max(embedder.batch_size, 32)
@@ -166,6 +174,9 @@ def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_opti
             if progress is not None:
                 progress(len(chunk))
 
+    for i in range(n):
+        if result[i] is None:  # a repeat: the same bytes as an entry embedded above
+            result[i] = result[first[ikeys[i]]]
     dims = {len(r) for r in result if not isinstance(r, str)}
     if len(dims) > 1:
         raise ValueError(f"embeddings of different sizes {sorted(dims)} (a stale cache entry?)")
@@ -177,7 +188,7 @@ def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_opti
             failures[i] = r
         else:
             embeddings[i] = r
-    return ProtocolEmbeddings(embeddings, failures, n_cached, len(todo), time.perf_counter() - t0)
+    return ProtocolEmbeddings(embeddings, failures, n_cached, len(todo), time.perf_counter() - t0, n_repeated)
 
 
 def pair_scores(protocol, embeddings: np.ndarray) -> np.ndarray:

@@ -86,3 +86,37 @@ def check_pixels(data: bytes, *, path=None, index: int | None = None) -> None:
     if size is not None and size[0] * size[1] > (limit := max_pixels()):
         raise FormatError(f"image header claims {size[0]}x{size[1]} pixels, more than the {limit:,} frmask "
                           f"decodes (FRMASK_MAX_IMAGE_PIXELS sets the limit)", path=path, index=index)
+
+
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff"
+
+
+def is_png(data: bytes) -> bool:
+    return data[:8] == _PNG
+
+
+def encode_rgb(rgb, *, jpeg: bool = False, quality: int = 95, where: str = "image") -> bytes:
+    """uint8 RGB ``(H, W, 3)`` as JPEG (``quality``) or PNG bytes (written in BGR order, as files are)."""
+    import cv2
+
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality]) if jpeg else cv2.imencode(".png", bgr)
+    if not ok:
+        raise RuntimeError(f"{where}: image encoding failed")
+    return buf.tobytes()
+
+
+def stored_bytes(data: bytes, rgb, where: str = "image") -> bytes:
+    """The bytes frmask stores for an encoded image ``data`` (already decoded to ``rgb``) in a ``.bin`` or
+    ``.rec``: a JPEG or PNG file byte for byte (what insightface's packs hold; nothing is re-compressed),
+    any other format (BMP, PGM, TIFF, WebP, ...) re-encoded losslessly as PNG, a grey image kept grey."""
+    if is_jpeg(data) or is_png(data):
+        return data
+    import cv2
+    import numpy as np
+
+    grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if grey is not None and grey.ndim == 2 and grey.dtype == np.uint8:
+        return cv2.imencode(".png", grey)[1].tobytes()
+    return encode_rgb(rgb, where=where)

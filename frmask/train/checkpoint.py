@@ -3,7 +3,9 @@
 A checkpoint is a dict with ``format`` = :data:`FORMAT`, ``version``, ``step`` (steps completed),
 ``config`` (:meth:`TrainConfig.to_dict`), ``num_classes``, ``backbone`` and ``head`` (state dicts, no
 ``module.`` prefix), ``optimizer``, ``scheduler``, ``lambda`` (the distillation schedule's dict), ``scaler``
-(the float16 GradScaler's state; empty otherwise), ``rng``
+(the float16 GradScaler's state; empty otherwise), ``log_interval`` (``sums``, ``count``, ``seconds``: the
+running CE / KD sums, step count and time of the log interval under way, averaged over the processes, so the
+first ``log.csv`` row after a resume equals an uninterrupted run's), ``rng``
 (a list with one entry per process: torch CPU / CUDA, numpy and python ``random`` states) and
 ``world_size``. Everything is tensors and plain Python values, so checkpoints load with
 ``torch.load(weights_only=True)`` (no arbitrary code runs when reading one). Writing goes to a temporary file beside the target, then ``os.replace`` (never a partial

@@ -124,18 +124,14 @@ def pack_command(src, out, align, stop_on_error, progress):
     """Pack an identity folder (one sub-folder per identity) into MS1MV2-style RecordIO."""
     from tqdm import tqdm
 
+    from frmask.cli_output import echo_failures
     from frmask.train.pack import pack_folder
 
     with tqdm(disable=None if progress else True, unit="img", desc="pack") as bar:  # None: only on a terminal
         summary = pack_folder(src, out, align=align, progress=bar.update, stop_on_error=stop_on_error)
     click.echo(f"wrote {summary.rec} and {summary.idx}: {summary.n_images} images of {summary.n_identities} "
                f"identities (align {summary.align}, {summary.seconds:.1f} s)")
-    if summary.failures:
-        click.echo(f"{summary.n_failures} image(s) left out:", err=True)
-        for path, reason in summary.failures[:20]:
-            click.echo(f"  {path}: {reason}", err=True)
-        if summary.n_failures > 20:
-            click.echo(f"  ... and {summary.n_failures - 20} more", err=True)
+    echo_failures(summary.failures)
 
 
 COMMANDS = (train_command, export_command, pack_command)

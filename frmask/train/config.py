@@ -90,6 +90,7 @@ class TrainConfig:
     # bookkeeping
     log_every: int = 100
     checkpoint_every: int = 5000
+    # newest checkpoints kept (0 = all): each is 192 MB at the small scale, about 870 MB at the paper's
     keep_checkpoints: int = 3
     eval_every: int = 0
     eval_bins: tuple[str, ...] = ()

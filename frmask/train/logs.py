@@ -3,7 +3,8 @@
 ``log.csv`` columns: ``step`` (steps completed), ``ce_loss`` and ``kd_loss`` (means over the interval and
 all processes; ``kd_loss`` empty when no teacher runs), ``lambda`` and ``lr`` (of the interval's last step),
 ``images_per_s`` (global images per second over the interval, wall clock). ``eval.csv`` is long format:
-``step, metric, value``. On resume, rows past the resumed step are dropped (they are logged again).
+``step, metric, value``. On resume, rows past the resumed step are dropped (they are logged again), and the first row after it
+covers the whole interval (the running sums travel in the checkpoint: :mod:`frmask.train.checkpoint`).
 TensorBoard events go to ``RUN/tensorboard`` when ``torch.utils.tensorboard`` can be imported (the
 ``tensorboard`` package is not a dependency). :func:`plot_losses` draws the paper's Figure 3: the head's
 classification loss and the distillation loss over the steps.

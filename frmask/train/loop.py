@@ -288,9 +288,13 @@ def _check_finite(values: list[float], done: int, steps: int, out: Path, trainer
         hint = ', use amp_dtype = "bfloat16" instead of float16'
     else:
         hint = ", train without autocast (amp = false)"
+    from frmask.train.checkpoint import list_checkpoints
+
+    kept = (f"earlier checkpoints in {out} are intact" if list_checkpoints(out)
+            else f"no checkpoint yet, so nothing of the run is kept in {out}")
     raise NonFiniteLoss(f"step {done}: over the last {steps} steps {what}; stopped without checkpointing it "
-                        f"(earlier checkpoints in {out} are intact). Lower the learning rate{hint}, or check "
-                        f"that the teacher's embeddings are finite")
+                        f"({kept}). Lower the learning rate{hint}, or check that the teacher's embeddings are "
+                        f"finite")
 
 
 def _mean_over_processes(sums, world: int) -> list[float]:
@@ -416,6 +420,7 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
     from frmask.train.data import TrainSampler, open_dataset
     from frmask.train.masks import BatchAugment, resolve_augment
     from frmask.train.logs import RunLogger, plot_losses
+    from frmask.train.run_folder import NewRun
 
     out = Path(out)
     if config.init:
@@ -450,11 +455,15 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    fresh = NewRun(out, active=rank == 0 and not resume)  # an error before the first checkpoint leaves nothing
     try:
         init_state = None if resume else _init_weights(config)  # before the data: bad weights fail fast
         augment = resolve_augment(config.augment_device, dev)
         dataset = open_dataset(data, mask=_mask_augment(config), seed=config.seed, align=config.align, augment=augment)
         data_info = {"name": dataset.name, "images": len(dataset), "num_classes": int(dataset.num_classes)}
+        if len(dataset) < config.batch_size:  # before any model is built or file written
+            raise ValueError(f"{data}: {len(dataset)} images, fewer than one global batch of {config.batch_size}: "
+                             f"use a smaller --batch-size, or --scale small for a CPU-sized run")
         ckpt = None
         if resume:
             path = latest_checkpoint(out)
@@ -516,20 +525,27 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
         logger = RunLogger(out, start_step=start, active=rank == 0, tensorboard=config.tensorboard)
         try:
             result = _run(trainer, loader, logger, evaluators, on_step, start, out, dataset, data_info, ctrl,
-                          progress and rank == 0, rng_state, save_checkpoint)
+                          progress and rank == 0, rng_state, save_checkpoint,
+                          carried=ckpt.get("log_interval") if ckpt is not None else None)
         finally:
             logger.close()
         if rank == 0 and result.step > 0 and (out / "log.csv").is_file():
             result.plot = plot_losses(out / "log.csv", out / "losses.png",
                                       title=f"{config.variant}: {config.backbone}, batch {config.batch_size}")
         return result
+    except BaseException:
+        fresh.discard()
+        raise
     finally:
         if created_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out: Path, dataset, data_info,
-         ctrl, progress: bool, rng_state, save_checkpoint) -> TrainResult:
+         ctrl, progress: bool, rng_state, save_checkpoint, carried: dict | None = None) -> TrainResult:
+    """The steps ``start .. config.steps``. ``carried``: the checkpoint's ``log_interval`` (the running sums,
+    step count and seconds of the log interval under way when it was saved), so that the first log row after
+    a resume covers the same steps, with the same values, as the row of an uninterrupted run."""
     import torch
     import torch.distributed as dist
     from tqdm import tqdm
@@ -548,6 +564,10 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
     count = 0
     images_per_step = config.batch_size
     t_interval = t_start = time.perf_counter()
+    if carried and carried.get("count"):  # the same on every process: the sums were averaged when saved
+        sums += torch.tensor([float(v) for v in carried["sums"]], dtype=torch.float64, device=dev)
+        count = int(carried["count"])
+        t_interval -= float(carried.get("seconds", 0.0))
     bar = tqdm(total=config.steps, initial=start, disable=None if progress else True, unit="step", dynamic_ncols=True,
                desc=config.variant)
     iterator = iter(loader)
@@ -590,8 +610,11 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
                     dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=ctrl)
                     stopping = bool(flag.item())
                 if stopping or last or done % config.checkpoint_every == 0:
+                    pending = [0.0] * 4
                     if count:  # steps since the last log step: no checkpoint of weights a NaN has reached
-                        _check_finite(_mean_over_processes(sums, world), done, count, out, trainer)
+                        pending = _mean_over_processes(sums, world)
+                        _check_finite(pending, done, count, out, trainer)
+                    interval = {"sums": pending, "count": count, "seconds": time.perf_counter() - t_interval}
                     states = [rng_state()]
                     if world > 1:
                         states = [None] * world
@@ -600,7 +623,8 @@ def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out:
                         result.checkpoint = save_checkpoint(
                             out, done, {"config": config.to_dict(), "num_classes": trainer.num_classes,
                                         "data": data_info, "world_size": world, "rng": states,
-                                        **trainer.state_dict()}, keep=config.keep_checkpoints)
+                                        "log_interval": interval, **trainer.state_dict()},
+                            keep=config.keep_checkpoints)
                 result.step = done
                 if evaluators and (last or (config.eval_every and done % config.eval_every == 0)):
                     if trainer.rank == 0:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frmask.io.images import encode_rgb, is_jpeg, stored_bytes
 from frmask.train.data import SIZE, _FolderSource, _check_aligned, decode_rgb, index_folder
 
 __all__ = ["JPEG_QUALITY", "PackSummary", "pack_folder"]
@@ -49,41 +50,16 @@ class PackSummary:
         return len(self.failures)
 
 
-def _is_jpeg(data: bytes) -> bool:
-    return data[:3] == b"\xff\xd8\xff"
-
-
-def _is_png(data: bytes) -> bool:
-    return data[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def _encode(rgb: np.ndarray, jpeg: bool, where: str) -> bytes:
-    import cv2
-
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]) if jpeg else cv2.imencode(".png", bgr)
-    if not ok:
-        raise RuntimeError(f"{where}: image encoding failed")
-    return buf.tobytes()
-
-
 def _payload(data: bytes, where: str, landmarks: np.ndarray | None) -> bytes:
     """The stored bytes of one image (module notes)."""
-    import cv2
-
     image = decode_rgb(data, where)
     if landmarks is None:
         _check_aligned(image, where)
-        if _is_jpeg(data) or _is_png(data):
-            return data
-        grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if grey is not None and grey.ndim == 2 and grey.dtype == np.uint8:  # keep grey images grey
-            return cv2.imencode(".png", grey)[1].tobytes()
-        return _encode(image, False, where)
+        return stored_bytes(data, image, where)
     from frmask.faces.align import align_face
 
     aligned = align_face(image, landmarks.astype(np.float64), size=(SIZE, SIZE))
-    return _encode(aligned, _is_jpeg(data), where)
+    return encode_rgb(aligned, jpeg=is_jpeg(data), quality=JPEG_QUALITY, where=where)
 
 
 def pack_folder(src, rec_path, *, align: str = "auto", detector: str = "yunet", progress=None,
