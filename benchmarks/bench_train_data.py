@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_synth import MFR2  # noqa: E402
+from bench_synth import MFR2
 
 PIPELINES = ("p=0 worker", "p=0 batch", "p=0.5 worker", "p=0.5 batch")
 
@@ -94,7 +94,7 @@ class Feed:
         _sync(self.device)
         t0 = time.perf_counter()
         for _ in range(batches):
-            out = self._next()
+            self._next()
         _sync(self.device)  # the last batch is finished before the clock stops
         return batches * self.batch / (time.perf_counter() - t0)
 
@@ -142,8 +142,8 @@ def device_half(rec: Path, device, batch: int, rounds: int) -> None:
 def gpu_share(rec: Path, device, steps: int) -> None:
     """Time BatchAugment on 512 samples (p = 0.5) against the iResNet-100 KD step on 512 images."""
     import torch
-
     from bench_train import bare_setup
+
     from frmask.train.config import load_config
 
     dataset, transform = _open(rec, "p=0.5 batch", device)

@@ -32,8 +32,8 @@ from frmask.faces.align import as_points, check_not_degenerate, check_size
 from frmask.synth.template import FIVE_POINTS, MaskTemplate
 
 __all__ = [
-    "JitterPlacer",
     "LUMA_WEIGHTS",
+    "JitterPlacer",
     "WarpedMask",
     "apply_mask",
     "apply_mask_batch",

@@ -22,8 +22,15 @@ import numpy as np
 
 from frmask.synth.seeding import image_rng
 
-__all__ = ["AUGMENT_DEVICES", "BatchAugment", "DEFAULT_MASK_TYPES", "MaskAugment", "MaskDraw", "batch_fields",
-           "resolve_augment"]
+__all__ = [
+    "AUGMENT_DEVICES",
+    "DEFAULT_MASK_TYPES",
+    "BatchAugment",
+    "MaskAugment",
+    "MaskDraw",
+    "batch_fields",
+    "resolve_augment",
+]
 
 SIZE = 112
 DEFAULT_MASK_TYPES = ("surgical", "n95", "kn95", "cloth")
