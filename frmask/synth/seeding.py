@@ -35,9 +35,10 @@ def name_words(name: str) -> tuple[int, ...]:
 
 
 def _u64_words(value, what: str) -> list[int]:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
-    value = int(value)
+    if type(value) is not int:  # the common case first (bool, a subclass of int, is refused here)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
+        value = int(value)
     if not 0 <= value < _U64:
         raise ValueError(f"{what} must be in [0, 2**64), got {value}")
     return [value & 0xFFFFFFFF, value >> 32]
