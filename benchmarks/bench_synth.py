@@ -79,36 +79,39 @@ def baseline(path: Path, template_rgba: np.ndarray, anchors: np.ndarray, landmar
     return time.perf_counter() - t0
 
 
-_CODEC_IMAGES: list = []  # the images of codec_rate, inherited by the forked processes (nothing pickled)
+_CODEC_IMAGES: list = []  # the images of codec_rate, read once by each pool process
+
+
+def _codec_load(path: str) -> None:
+    from frmask.io.insightface_bin import read_bin
+
+    cv2.setNumThreads(1)
+    _CODEC_IMAGES[:] = read_bin(path).images
 
 
 def _codec_share(bounds: tuple[int, int]) -> tuple[int, float]:
     from frmask.synth.benchmark import _encode_bgr_like
 
-    cv2.setNumThreads(1)
     c0 = time.process_time()
     for data in _CODEC_IMAGES[bounds[0]:bounds[1]]:
         _encode_bgr_like(data, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
     return bounds[1] - bounds[0], time.process_time() - c0
 
 
-def codec_rate(path: Path, processes: int, rounds: int = 2) -> tuple[float, float]:
-    """``(images/s, CPU seconds)`` of decode + encode only (the codec limit) over every image of ``path`` in
-    ``processes`` (best of ``rounds``; the CPU time summed over the processes)."""
+def codec_rate(path: Path, processes: int, n: int, rounds: int = 2) -> tuple[float, float]:
+    """``(images/s, CPU seconds)`` of decode + encode only (the codec limit) over the ``n`` images of ``path`` in
+    ``processes`` (spawned: this process runs detector threads, which forking could deadlock; each reads the
+    file before the clock starts), best of ``rounds``, the CPU time summed over the processes."""
     import multiprocessing
 
-    from frmask.io.insightface_bin import read_bin
-
-    _CODEC_IMAGES[:] = read_bin(path).images
-    n = len(_CODEC_IMAGES)
     shares = [(k * n // processes, (k + 1) * n // processes) for k in range(processes)]
     best, cpu = 0.0, float("inf")
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        pool.map(_codec_share, [(0, 1)] * processes)  # started
+    with multiprocessing.get_context("spawn").Pool(processes, _codec_load, (str(path),)) as pool:
+        pool.map(_codec_share, [(0, 1)] * processes, chunksize=1)  # started, images loaded
         for _ in range(rounds):
             t0 = time.perf_counter()
             done = pool.map(_codec_share, shares, chunksize=1)
-            best = max(best, sum(n for n, _ in done) / (time.perf_counter() - t0))
+            best = max(best, sum(k for k, _ in done) / (time.perf_counter() - t0))
             cpu = min(cpu, sum(c for _, c in done))
     return best, cpu
 
@@ -150,7 +153,7 @@ def main() -> None:
                       f"{args.images / elapsed:,.0f} images/s")
                 if state == "warm":
                     cpu[workers] = min(cpu.get(workers, float("inf")), used)
-                    rate, seconds = codec_rate(data, workers, rounds=1)
+                    rate, seconds = codec_rate(data, workers, args.images, rounds=1)
                     codec[workers] = max(codec.get(workers, 0.0), rate)
                     codec_cpu[workers] = min(codec_cpu.get(workers, float("inf")), seconds)
             print(f"decode+encode only, {workers} process(es): {codec[workers]:,.0f} images/s; whole command "
