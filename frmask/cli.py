@@ -178,6 +178,16 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
             click.echo(f"wrote {label}: {path}")
 
 
+def _workers_option(ctx, param, value) -> int:
+    """--workers: 'auto' (the cores available to this process) or a positive integer."""
+    from frmask._cores import resolve_workers
+
+    try:
+        return resolve_workers(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @click.option("--benchmark", metavar="NAME", help="Benchmark name of the .bin: lfw, cfp_fp, cfp_ff, agedb_30, calfw or cplfw.")
 @click.option("--data", type=click.Path(dir_okay=False), help="The insightface .bin file to mask.")
@@ -212,8 +222,9 @@ def metrics(scores, json_out, csv_out, plot_out, hist_out, fmr_targets, far, dis
               help="MaskTheFace templates: place their anchors from dlib's 68 landmarks (the landmarks68 extra) or "
                    "at their average position in the 5-point frame; auto: 68 for folders when installed, 5 for a .bin.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Parallel workers (threads for a .bin, processes for a folder); the output is the same for any count.")
+@click.option("--workers", default="auto", show_default=True, callback=_workers_option,
+              help="Parallel workers (threads for a .bin, processes for a folder), or auto: the cores available "
+                   "to this process; the output is the same for any count.")
 def synth(benchmark, data, images, out, mode, mask_type, template, colors, coverage, color, jitter, warp, legacy,
           detector, landmarks, landmark_points, seed, workers):
     """Draw synthetic masks deterministically onto an aligned insightface .bin benchmark

@@ -119,6 +119,34 @@ def test_cli_synth(small_bin, tmp_path):
     assert res.exit_code == 1 and "unknown benchmark 'nope'" in res.output
 
 
+def _files(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_cli_synth_workers_auto_and_byte_identical(small_bin, tmp_path, monkeypatch):
+    from frmask._cores import available_cores, resolve_workers
+
+    runs = {}
+    for workers in ("1", "2", None):  # None: the default, auto
+        folder = tmp_path / f"w{workers}"
+        folder.mkdir()
+        args = ["synth", "--benchmark", "lfw", "--data", str(small_bin), "--out", str(folder / "m.bin"),
+                "--mask-type", "cloth", "--jitter", "2", "--seed", "3"]
+        res = CliRunner().invoke(main, args + (["--workers", workers] if workers else []))
+        assert res.exit_code == 0, res.output
+        runs[workers] = _files(folder)
+    assert runs["1"] == runs["2"] == runs[None] and set(runs["1"]) == {"m.bin", "m.bin.masks.csv", "m.bin.preview.png"}
+    import os
+
+    assert resolve_workers("auto") == available_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert available_cores() == max(1, os.cpu_count() or 1)  # the fallback
+    res = CliRunner().invoke(main, ["synth", "--benchmark", "lfw", "--data", str(small_bin), "--out",
+                                    str(tmp_path / "x.bin"), "--workers", "0"])
+    assert res.exit_code == 2 and "workers must be 'auto' or a positive integer, got 0" in res.output
+    assert not (tmp_path / "x.bin").exists()
+
+
 def test_legacy_maskinv_on_bin(small_bin, tmp_path):
     template = SHARED / "templates" / "maskinv_mask_img.png"
     if not template.is_file():

@@ -184,3 +184,15 @@ def test_folder_written_by_an_older_frmask_is_replaced_by_its_masks_csv(tmp_path
     (out / "p1" / "mine.txt").unlink()
     synth_folder(src, out, landmarks_csv=lm)
     assert (out / "p0" / "a.png").read_bytes() != b"old" and (out / ".frmask-manifest.json").is_file()
+
+
+def test_cli_folder_output_is_byte_identical_for_1_and_2_workers(faces, tmp_path):
+    outputs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        res = CliRunner().invoke(main, ["synth", "--images", str(faces), "--out", str(out), "--seed", "2",
+                                        "--workers", workers])
+        assert res.exit_code == 0, res.output
+        outputs.append({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert outputs[0] == outputs[1]
+    assert sum(name.endswith(".png") and name != "preview.png" for name in outputs[0]) == 6

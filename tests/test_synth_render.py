@@ -114,6 +114,16 @@ def test_image_rng_is_stable_across_processes():
     assert int(out.stdout) == value
 
 
+def test_image_rng_is_the_documented_seed_sequence():
+    # The pool is built from a uint32 array (fast); it must equal SeedSequence over the list of 32-bit words
+    # of the module notes, word for word, including zero words and the 64-bit extremes.
+    for seed, index in [(0, 0), (1, 2**32), (2**64 - 1, 2**32 - 1), (123456789012345, 7)]:
+        words = [seed & 0xFFFFFFFF, seed >> 32, *name_words("cfp_fp"), index & 0xFFFFFFFF, index >> 32,
+                 *name_words("jitter")]
+        want = np.random.Generator(np.random.PCG64(np.random.SeedSequence(words))).integers(0, 2**32, size=8)
+        assert np.array_equal(image_rng(seed, "cfp_fp", index, "jitter").integers(0, 2**32, size=8), want)
+
+
 @pytest.mark.parametrize("seed,index", [(-1, 0), (0, -1), (2**64, 0), (True, 0), (0, 1.5)])
 def test_image_rng_rejects_bad_seeds(seed, index):
     with pytest.raises((ValueError, TypeError)):
@@ -511,3 +521,27 @@ def test_piecewise_equals_homography_when_the_fit_is_exact():
     a = warp(t, ARCFACE_LANDMARKS).alpha
     b = warp(t, ARCFACE_LANDMARKS, method="piecewise").alpha
     assert np.abs(a - b).max() < 1e-3
+
+
+@pytest.mark.parametrize("mask_type", ["surgical", "kn95"])
+def test_jitter_placer_equals_place_template(mask_type):
+    from frmask.synth.benchmark import frame_landmarks
+    from frmask.synth.render import JitterPlacer
+    from frmask.synth.shapes import builtin_template
+
+    template, points = builtin_template(mask_type), frame_landmarks()
+    placer = JitterPlacer(template, points, (112, 112), max_shift=3.0)
+    assert placer.max_shift == 3.0  # the fast path is on for the training jitter
+    rng = np.random.default_rng(0)
+    n = len(template.landmarks)
+    for shift in [*rng.uniform(-3.0, 3.0, size=(200, n, 2)), np.full((n, 2), 3.0), rng.uniform(-9, 9, (n, 2))]:
+        homography, level = placer(shift)
+        want_h, want_level = render.place_template(template, points, (112, 112), jitter=shift)
+        assert np.array_equal(homography, want_h) and level == want_level
+    # beyond max_shift: the checked path, with its errors
+    with pytest.raises(ValueError, match="far outside"):
+        placer(np.full((n, 2), 60.0))
+    wide = JitterPlacer(template, points, (112, 112), max_shift=20.0)
+    assert wide.max_shift == -1.0  # shifts this large could make the points degenerate: every call is checked
+    shift = rng.uniform(-3.0, 3.0, size=(n, 2))
+    assert np.array_equal(wide(shift)[0], placer(shift)[0])

@@ -64,9 +64,8 @@ def test_batched_masks_agree_with_the_cpu_renderer(faces, flip, two_torch_thread
         cpu.append(out[:, ::-1] if flip else out)
         view = img[:, ::-1] if flip else img
         items.append({"image": torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1))),
-                      "masked": torch.tensor(True), "flip": torch.tensor(flip), "label": torch.tensor(k),
-                      **batch_fields(aug, aug.draw(3, "agree", k))})
-    batch = {key: torch.stack([it[key] for it in items]) for key in items[0]}
+                      "masked": True, "flip": flip, "label": k, **batch_fields(aug, aug.draw(3, "agree", k))})
+    batch = torch.utils.data.default_collate(items)
     res = BatchAugment(aug, "cpu")(batch)
     device = (res["student"] * 127.5 + 127.5).round().numpy().transpose(0, 2, 3, 1)
     diff = np.abs(device - np.stack(cpu).astype(np.float64))
@@ -76,3 +75,35 @@ def test_batched_masks_agree_with_the_cpu_renderer(faces, flip, two_torch_thread
     assert diff.mean() < 1e-3 and diff.max() <= 1.0, (diff.mean(), diff.max())
     teacher = (res["teacher"] * 127.5 + 127.5).round().numpy().transpose(0, 2, 3, 1)
     assert np.array_equal(teacher, np.stack([f[:, ::-1] if flip else f for f in faces]))
+
+
+def _batch_path_batches(root, workers: int, steps: int = 2) -> list[dict]:
+    from frmask.train.data import TrainSampler, open_dataset
+
+    aug = MaskAugment(prob=0.5, jitter=3.0)
+    data = open_dataset(root, mask=aug, seed=11, align="none", augment="batch")
+    sampler = TrainSampler(len(data), 6, seed=11, start_step=1)
+    loader = torch.utils.data.DataLoader(data, batch_size=6, sampler=sampler, num_workers=workers)
+    device = BatchAugment(data.mask, "cpu")
+    out = []
+    for batch in device.batches(loader):
+        out.append(batch)
+        if len(out) == steps:
+            return out
+
+
+def test_batch_path_is_identical_for_any_worker_count(tmp_path, two_torch_threads):
+    from forged_images import random_identity_folders
+
+    random_identity_folders(tmp_path, identities=3, per_identity=6, seed=4)
+    runs = {w: _batch_path_batches(tmp_path, w) for w in (0, 1, 2)}
+    first = runs[0]
+    assert sum(int(b["masked"].sum()) for b in first) > 0  # masks were drawn
+    assert any(not torch.equal(b["student"], b["teacher"]) for b in first)
+    for workers in (1, 2):
+        for want, got in zip(first, runs[workers]):
+            assert want.keys() == got.keys()
+            for key in want:  # byte-identical tensors
+                assert want[key].dtype == got[key].dtype and torch.equal(want[key], got[key]), (workers, key)
+    again = _batch_path_batches(tmp_path, 0)
+    assert all(torch.equal(a["student"], b["student"]) for a, b in zip(first, again))

@@ -191,6 +191,35 @@ def test_resume_after_interrupt_reproduces_the_run(runs, faces, tmp_path):
     assert strip == [{k: v for k, v in r.items() if k != "images_per_s"} for r in _log(runs["hg"])]
 
 
+@needs_data
+def test_batch_augmentation_trains_and_resumes_exactly(faces, tmp_path):
+    # augment_device = "batch" on the CPU, as the "aug" run above does on the worker path (one DataLoader
+    # worker): the worker sends uint8 images and mask parameters, BatchAugment draws the masks batch-wise; the
+    # run finishes with finite losses and an interrupted run resumes to the same weights and log.
+    from frmask.train.loop import train
+
+    config = _config("aug", steps=6, checkpoint_every=3, workers=1, augment_device="batch")
+    full = train(config, faces, tmp_path / "full", progress=False)
+    assert full.step == 6 and not full.interrupted
+    rows = _log(tmp_path / "full")
+    assert len(rows) == 6 and all(np.isfinite(float(r["ce_loss"])) for r in rows)
+
+    def interrupt(done, trainer):
+        if done == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "resumed"
+    first = train(config, faces, run, progress=False, on_step=interrupt)
+    assert first.interrupted and first.step == 3
+    train(config, faces, run, resume=True, progress=False)
+    assert [s for s, _ in list_checkpoints(run)] == [s for s, _ in list_checkpoints(tmp_path / "full")]
+    got, want = load_checkpoint(run), load_checkpoint(tmp_path / "full")
+    for key in want["backbone"]:
+        assert torch.equal(got["backbone"][key], want["backbone"][key]), f"backbone.{key} differs after resume"
+    strip = [{k: v for k, v in r.items() if k != "images_per_s"} for r in _log(run)]
+    assert strip == [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

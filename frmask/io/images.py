@@ -80,10 +80,11 @@ def claimed_size(data: bytes) -> tuple[int, int] | None:
     return _pillow_size(data)
 
 
-def check_pixels(data: bytes, *, path=None, index: int | None = None) -> None:
-    """FormatError (naming ``path`` / ``index``) when the image's header claims more than :func:`max_pixels`."""
+def check_pixels(data: bytes, *, path=None, index: int | None = None, limit: int | None = None) -> None:
+    """FormatError (naming ``path`` / ``index``) when the image's header claims more than ``limit`` pixels
+    (default :func:`max_pixels`; a caller checking many images reads it once)."""
     size = claimed_size(data)
-    if size is not None and size[0] * size[1] > (limit := max_pixels()):
+    if size is not None and size[0] * size[1] > (limit := max_pixels() if limit is None else limit):
         raise FormatError(f"image header claims {size[0]}x{size[1]} pixels, more than the {limit:,} frmask "
                           f"decodes (FRMASK_MAX_IMAGE_PIXELS sets the limit)", path=path, index=index)
 

@@ -318,9 +318,10 @@ def render_one(st: dict, image: np.ndarray, index: int, color, anchors: dict | N
 _DECODE_BATCH = 32  # images decoded, blended and encoded together (stays in the CPU caches)
 
 
-def _decode_bgr(data: bytes, index: int, source=None) -> np.ndarray:
+def _decode_bgr(data: bytes, index: int, source=None, limit: int | None = None) -> np.ndarray:
     """One benchmark image as BGR uint8 (112, 112, 3): :func:`~frmask.io.insightface_bin.decode_image`
-    without its conversion to RGB, and the size check. Errors name ``source`` (the ``.bin``) and ``index``."""
+    without its conversion to RGB, and the size check (``limit``: :func:`frmask.io.images.max_pixels`).
+    Errors name ``source`` (the ``.bin``) and ``index``."""
     import cv2
 
     from frmask.io.errors import FormatError
@@ -329,7 +330,7 @@ def _decode_bgr(data: bytes, index: int, source=None) -> np.ndarray:
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
         raise FormatError("empty image data", path=source, index=index)
-    check_pixels(data, path=source, index=index)
+    check_pixels(data, path=source, index=index, limit=limit)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -350,8 +351,10 @@ def _mask_chunk(st: dict, job) -> list[tuple[int, bytes, tuple, list]]:
     """
     import cv2
 
+    from frmask.io.images import max_pixels
     from frmask.synth.render import blend_inplace
 
+    limit = max_pixels()
     indices, blobs, *given = job  # (indices, blobs[, colours]): colours are drawn here when not given
     colors = given[0] if given else st["colorize"].many(indices)
     shared = st["warped"] is not None and not st["spec"].legacy and not st.get("landmarks68")
@@ -363,7 +366,7 @@ def _mask_chunk(st: dict, job) -> list[tuple[int, bytes, tuple, list]]:
         rgb_colors = colors[start:start + _DECODE_BATCH]
         images = batch[:len(idx)]
         for k, (i, blob) in enumerate(zip(idx, data)):
-            images[k] = _decode_bgr(blob, i, st.get("source"))
+            images[k] = _decode_bgr(blob, i, st.get("source"), limit)
         if shared:  # the fast path: one warp, blended in batches
             blend_inplace(images, st["warped"], rgb_colors[:, ::-1].astype(np.float32))
             encoded = [_encode_bgr_like(b, img) for b, img in zip(data, images)]

@@ -35,9 +35,10 @@ def name_words(name: str) -> tuple[int, ...]:
 
 
 def _u64_words(value, what: str) -> list[int]:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
-    value = int(value)
+    if type(value) is not int:  # the common case first (bool, a subclass of int, is refused here)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
+        value = int(value)
     if not 0 <= value < _U64:
         raise ValueError(f"{what} must be in [0, 2**64), got {value}")
     return [value & 0xFFFFFFFF, value >> 32]
@@ -46,7 +47,9 @@ def _u64_words(value, what: str) -> list[int]:
 def image_seed_sequence(seed: int, dataset: str, index: int, stream: str = "mask") -> np.random.SeedSequence:
     """The :class:`~numpy.random.SeedSequence` of image ``index`` of ``dataset`` (see the module notes)."""
     entropy = [*_u64_words(seed, "seed"), *name_words(dataset), *_u64_words(index, "index"), *name_words(stream)]
-    return np.random.SeedSequence(entropy)
+    # As a uint32 array: the same pool as the list of words (each word < 2**32 is one uint32), built about
+    # ten times faster than from a list of Python ints (tests/test_synth_render.py checks the equality).
+    return np.random.SeedSequence(np.array(entropy, dtype=np.uint32))
 
 
 def image_rng(seed: int, dataset: str, index: int, stream: str = "mask") -> np.random.Generator:

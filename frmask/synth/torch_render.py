@@ -5,7 +5,11 @@ The same pipeline as :mod:`frmask.synth.render`, per sample: the template level 
 (``torch.nn.functional.grid_sample``, zeros outside the template, as ``cv2.warpPerspective`` with a constant
 border), un-premultiplied into coverage ``alpha`` and luminance ``shade``, coloured and blended:
 ``out = rint(image * (1 - alpha) + alpha * min(color * shade, 255))``. Samples are grouped by
-(template, level); each group is one ``grid_sample`` call over one image of the prepared template.
+(template, level); each group is one ``grid_sample`` call over one image of the prepared template, restricted
+to the window of output pixels that the group's masks can reach (the template's opaque bounding box mapped
+through the homographies, plus one pixel each side); outside it ``alpha`` is 0 and the image is left as it is. Images
+that were flipped after decoding get the mask mirrored: their pixel ``x`` samples the aligned frame at
+``W - 1 - x``.
 
 Agreement with the CPU renderer: sampling positions are rounded to 1/32 pixel, as OpenCV's warp does, so the
 two differ only by float32 rounding (the CPU computes the luminance in float64), which can move a blended
@@ -42,82 +46,107 @@ class BatchMaskRenderer:
         self._levels: dict = {}
 
     def _level(self, kind: int, level: int):
-        """(device float32 (1, 4, h, w) premultiplied RGBA, float64 3x3 template -> level map, luma median)."""
+        """(device float32 (4, h, w) premultiplied RGBA, float64 3x3 template -> level map, luma median,
+        float64 (4, 3) homogeneous corners of the opaque part's bounding box in level pixels, one pixel out)."""
         import torch
 
         key = (kind, level)
         if key not in self._levels:
             image, to_level, median = template_level(self.templates[kind], level)
-            tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(self.device)
-            self._levels[key] = (tensor, to_level, float(median))
+            rows = np.flatnonzero(image[..., 3].any(axis=1))
+            cols = np.flatnonzero(image[..., 3].any(axis=0))
+            x0, x1, y0, y1 = cols[0] - 1.0, cols[-1] + 1.0, rows[0] - 1.0, rows[-1] + 1.0
+            corners = np.array([[x0, y0, 1.0], [x1, y0, 1.0], [x0, y1, 1.0], [x1, y1, 1.0]])
+            tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device)
+            self._levels[key] = (tensor, to_level, float(median), corners)
         return self._levels[key]
 
-    def layers(self, kinds, levels, homographies, colors, size=(112, 112)):
-        """``(alpha, paint)`` of N masks: float32 (N, 1, H, W) coverage and (N, 3, H, W) ``alpha * min(color *
-        shade, 255)``, on the device.
+    def masked(self, images, kinds, levels, homographies, colors, flips=None):
+        """The N ``images`` with their masks: float32 (N, 3, H, W) values 0..255 (``rint`` of the blend), on
+        the device.
 
+        ``images``: uint8 (or float) (N, 3, H, W) on the device, in the channel order of ``colors``;
         ``kinds``, ``levels``: int (N,) template index and level (from ``place_template``); ``homographies``:
-        float64 (N, 3, 3) template -> output pixels; ``colors``: (N, 3) in 0..255, in the images' channel
-        order. Any array-likes (numpy or torch, any device).
+        float64 (N, 3, 3) template -> aligned-frame pixels; ``colors``: (N, 3) in 0..255; ``flips``: bool (N,),
+        true where the image was mirrored left-right after decoding (the mask is mirrored with it). Any
+        array-likes (numpy or torch, any device).
         """
+        import torch
+
+        out = images.to(self.device, torch.float32, copy=True)
+        self.blend_into(out, torch.arange(len(out)), kinds, levels, homographies, colors, flips)
+        return out
+
+    def blend_into(self, out, rows, kinds, levels, homographies, colors, flips=None) -> None:
+        """Draw N masks in place into images ``out[rows]``: ``out`` float32 (B, 3, H, W) on the device, values
+        0..255; ``rows`` int (N,) (distinct) which images get them; the rest as :meth:`masked`. Only the mask
+        windows of those images change."""
         import torch
         import torch.nn.functional as F
 
-        width, height = int(size[0]), int(size[1])
-        kinds = torch.as_tensor(kinds).to("cpu", torch.int64)
-        levels = torch.as_tensor(levels).to("cpu", torch.int64)
-        n = len(kinds)
-        hom = torch.as_tensor(homographies).to(self.device, torch.float64)
+        rows_out = torch.as_tensor(rows).to(self.device, torch.int64).reshape(-1)
+        n, height, width = len(rows_out), out.shape[-2], out.shape[-1]
+        kinds = torch.as_tensor(kinds).to("cpu", torch.int64).reshape(-1)
+        levels = torch.as_tensor(levels).to("cpu", torch.int64).reshape(-1)
+        hom = torch.as_tensor(homographies).to("cpu", torch.float64)
         colors = torch.as_tensor(colors).to(self.device, torch.float32)
-        if hom.shape != (n, 3, 3) or colors.shape != (n, 3) or levels.shape != (n,):
-            raise ValueError(f"{n} masks need (N, 3, 3) homographies, (N, 3) colours and (N,) levels; got "
-                             f"{tuple(hom.shape)}, {tuple(colors.shape)}, {tuple(levels.shape)}")
-        alpha = torch.zeros((n, 1, height, width), dtype=torch.float32, device=self.device)
-        paint = torch.zeros((n, 3, height, width), dtype=torch.float32, device=self.device)
+        flips = (torch.zeros(n, dtype=torch.bool) if flips is None else
+                 torch.as_tensor(flips).to("cpu", torch.bool).reshape(-1))
+        if out.ndim != 4 or out.shape[1] != 3 or out.dtype != torch.float32 or hom.shape != (n, 3, 3) or colors.shape != (n, 3) \
+                or kinds.shape != (n,) or levels.shape != (n,) or flips.shape != (n,):
+            raise ValueError(f"{n} masks need float32 (B, 3, H, W) images, (N,) kinds, levels and flips, (N, 3, 3) "
+                             f"homographies and (N, 3) colours; got {tuple(out.shape)}, {tuple(kinds.shape)}, "
+                             f"{tuple(levels.shape)}, {tuple(flips.shape)}, {tuple(hom.shape)}, "
+                             f"{tuple(colors.shape)}")
         if n == 0:
-            return alpha, paint
-        ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64, device=self.device),
-                                torch.arange(width, dtype=torch.float64, device=self.device), indexing="ij")
-        pixels = torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones_like(xs).reshape(-1)])  # (3, H*W)
+            return
+        bad = kinds[(kinds < 0) | (kinds >= len(self.templates))]
+        if len(bad):
+            raise ValueError(f"mask kind {int(bad[0])} is not one of the {len(self.templates)} templates")
+        dev = self.device
+        inverse_hom = torch.linalg.inv(hom.to(dev))  # aligned frame -> template, on the device
+        flips_dev = flips.to(dev)
+        mirror = torch.tensor([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+        weights = torch.as_tensor(LUMA_WEIGHTS, dtype=torch.float32, device=self.device).reshape(3, 1, 1, 1)
         groups = torch.stack([kinds, levels], 1).unique(dim=0).tolist()  # sorted: the same order every time
         for kind, level in groups:
-            if not 0 <= kind < len(self.templates):
-                raise ValueError(f"mask kind {kind} is not one of the {len(self.templates)} templates")
-            rows = torch.nonzero((kinds == kind) & (levels == level)).reshape(-1).to(self.device)
-            image, to_level, median = self._level(kind, level)
-            # output pixel -> template level pixel: to_level @ H^-1 (what warpPerspective inverts)
-            inverse = torch.as_tensor(to_level, dtype=torch.float64, device=self.device) @ torch.linalg.inv(hom[rows])
-            mapped = inverse @ pixels  # (g, 3, H*W)
+            rows = torch.nonzero((kinds == kind) & (levels == level)).reshape(-1)
+            image, to_level, median, corners = self._level(kind, level)
+            to_level = torch.as_tensor(to_level, dtype=torch.float64)
+            # output window: the level's opaque box mapped to output pixels (mirrored where flipped)
+            to_out = hom[rows] @ torch.linalg.inv(to_level)
+            to_out = torch.where(flips[rows].reshape(-1, 1, 1), mirror @ to_out, to_out)
+            box = to_out @ torch.as_tensor(corners).T  # (g, 3, 4)
+            box = (box[:, :2] / box[:, 2:]).permute(1, 0, 2).reshape(2, -1)
+            x0, y0 = (max(0, int(np.floor(float(v))) - 1) for v in box.min(1).values)
+            x1 = min(width, int(np.floor(float(box[0].max()))) + 2)
+            y1 = min(height, int(np.floor(float(box[1].max()))) + 2)
+            if x0 >= x1 or y0 >= y1:
+                continue
+            h, w = y1 - y0, x1 - x0
+            ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=torch.float64, device=dev),
+                                    torch.arange(x0, x1, dtype=torch.float64, device=dev), indexing="ij")
+            xs, ys = xs.reshape(-1), ys.reshape(-1)
+            ones = torch.ones_like(xs)
+            pixels = torch.stack([torch.stack([xs, ys, ones]), torch.stack([width - 1.0 - xs, ys, ones])])
+            # output pixel -> aligned pixel (mirrored where flipped) -> template level pixel
+            rows_dev = rows.to(dev)
+            mapped = (to_level.to(dev) @ inverse_hom[rows_dev]) @ pixels[flips_dev[rows_dev].long()]  # (g, 3, h*w)
             xy = mapped[:, :2] / mapped[:, 2:]
             xy = torch.round(xy * _SUBPIXEL) / _SUBPIXEL
             lh, lw = image.shape[-2:]
-            scale = torch.tensor([2.0 / lw, 2.0 / lh], dtype=torch.float64, device=self.device)[None, :, None]
+            scale = torch.tensor([2.0 / lw, 2.0 / lh], dtype=torch.float64, device=dev)[None, :, None]
             grid = ((xy + 0.5) * scale - 1.0).to(torch.float32)  # align_corners=False: pixel centres
-            grid = grid.transpose(1, 2).reshape(1, len(rows) * height, width, 2)
-            warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            warped = warped.reshape(4, len(rows), height, width).transpose(0, 1)  # (g, 4, H, W) premultiplied
-            a = warped[:, 3:4].clamp(0.0, 1.0)
-            a = torch.where(a < _ALPHA_FLOOR, torch.zeros_like(a), a)
-            covered = a > 0
-            safe = torch.where(covered, a, torch.ones_like(a))
-            weights = torch.as_tensor(LUMA_WEIGHTS, dtype=torch.float32, device=self.device).reshape(1, 3, 1, 1)
-            luma = (warped[:, :3] * weights).sum(1, keepdim=True) / (safe * np.float32(median))
-            shade = torch.where(covered, luma, torch.ones_like(luma)).clamp_min(0.0)
-            tint = (colors[rows][:, :, None, None] * shade).clamp_max(255.0)
-            alpha[rows] = a
-            paint[rows] = tint * a
-        return alpha, paint
-
-    def blend(self, images, alpha, paint, flips=None):
-        """``rint(images * (1 - alpha) + paint)`` as float32 (B, 3, H, W) values 0..255: ``images`` uint8 (or
-        float) (B, 3, H, W) on the device; ``alpha``/``paint`` from :meth:`layers` for the same B samples (zero
-        where a sample has no mask), mirrored left-right first where ``flips`` (bool (B,)) is true, for images
-        that were flipped after decoding (the mask is drawn in the aligned frame)."""
-        import torch
-
-        if flips is not None:
-            flips = torch.as_tensor(flips, device=self.device).to(torch.bool).reshape(-1, 1, 1, 1)
-            alpha = torch.where(flips, alpha.flip(-1), alpha)
-            paint = torch.where(flips, paint.flip(-1), paint)
-        out = images.to(torch.float32) * (1.0 - alpha) + paint
-        return torch.round(out)
+            grid = grid.transpose(1, 2).reshape(1, len(rows) * h, w, 2)
+            warped = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            warped = warped.reshape(4, len(rows), h, w)  # premultiplied RGBA, channel first
+            a = warped[3].clamp_(0.0, 1.0)
+            a.masked_fill_(a < _ALPHA_FLOOR, 0.0)
+            # shade = luma / alpha / median where covered; where alpha is 0 it is multiplied by 0 (any finite value)
+            shade = (warped[:3] * weights).sum(0).div_(a.clamp_min(_ALPHA_FLOOR).mul_(np.float32(median)))
+            shade.clamp_min_(0.0)
+            paint = (colors[rows_dev].T.reshape(3, -1, 1, 1) * shade).clamp_max_(255.0).mul_(a)
+            target = rows_out[rows_dev]
+            window = out[target, :, y0:y1, x0:x1].transpose(0, 1)  # (3, g, h, w), a copy
+            blended = window.mul_(1.0 - a).add_(paint).round_()
+            out[target, :, y0:y1, x0:x1] = blended.transpose(0, 1)

@@ -212,8 +212,9 @@ class TrainDataset:
 
     def __getitem__(self, key) -> dict:
         """``augment="worker"``: ``teacher``, ``student`` (float32 (3, 112, 112) in [-1, 1]), ``label``,
-        ``masked``. ``augment="batch"``: ``image`` (uint8 (3, 112, 112) RGB, flipped), ``label``, ``masked``,
-        ``flip`` and the mask parameters of :func:`frmask.train.masks.batch_fields`."""
+        ``masked``. ``augment="batch"``: ``image`` (uint8 (3, 112, 112) RGB, flipped), ``label`` (int), ``masked``,
+        ``flip`` (bools) and the mask parameters of :func:`frmask.train.masks.batch_fields` (plain values: the
+        DataLoader's collate makes one tensor of each per batch)."""
         import torch
 
         if self.augment == "batch":
@@ -233,8 +234,8 @@ class TrainDataset:
         draw = None if self.mask is None else self.mask.draw(self.seed, f"{self.name}/epoch{epoch}", index)
         view = image[:, ::-1] if flip else image
         chw = torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1)))
-        return {"image": chw, "label": torch.tensor(int(self.labels[index])), "masked": torch.tensor(draw is not None),
-                "flip": torch.tensor(flip), **batch_fields(self.mask, draw)}
+        return {"image": chw, "label": int(self.labels[index]), "masked": draw is not None, "flip": flip,
+                **batch_fields(self.mask, draw)}
 
     def _check_key(self, key) -> tuple[int, int]:
         if not (isinstance(key, tuple) and len(key) == 2):

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -21,8 +22,15 @@ import numpy as np
 
 from frmask.synth.seeding import image_rng
 
-__all__ = ["AUGMENT_DEVICES", "BatchAugment", "DEFAULT_MASK_TYPES", "MaskAugment", "MaskDraw", "batch_fields",
-           "resolve_augment"]
+__all__ = [
+    "AUGMENT_DEVICES",
+    "DEFAULT_MASK_TYPES",
+    "BatchAugment",
+    "MaskAugment",
+    "MaskDraw",
+    "batch_fields",
+    "resolve_augment",
+]
 
 SIZE = 112
 DEFAULT_MASK_TYPES = ("surgical", "n95", "kn95", "cloth")
@@ -30,6 +38,7 @@ AUGMENT_DEVICES = ("auto", "worker", "batch")
 
 _TEMPLATES: dict = {}  # MaskSpec -> (template, shared warp or None); per process, kept alive on purpose
 _PLACEMENTS: dict = {}  # MaskSpec -> (homography, level) of the unshifted template
+_PLACERS: dict = {}  # MaskSpec -> JitterPlacer of the shifted ones
 _PALETTES: dict = {}  # colours name -> Palette or None (uniform)
 _FRAME: dict = {}
 
@@ -117,7 +126,7 @@ class MaskAugment:
             raise ValueError(f"colors={self.colors!r}: training draws colours from a palette or 'uniform'; "
                              f"index-matched colour files are for benchmarks")
 
-    @property
+    @functools.cached_property
     def specs(self) -> tuple:
         """One :class:`~frmask.synth.benchmark.MaskSpec` per mask type (a single one for the MaskInv template)."""
         from frmask.synth.benchmark import MaskSpec
@@ -163,14 +172,16 @@ class MaskAugment:
 
     def placement(self, draw: MaskDraw) -> tuple[np.ndarray, int]:
         """``(homography, level)`` of ``draw`` in the aligned 112 frame (:func:`~frmask.synth.render.place_template`)."""
-        from frmask.synth.render import place_template
+        from frmask.synth.render import JitterPlacer, place_template
 
         spec = self.specs[draw.kind]
         if draw.jitter is None:
             if spec not in _PLACEMENTS:
                 _PLACEMENTS[spec] = place_template(_prepared(spec)[0], _frame_landmarks(), (SIZE, SIZE))
             return _PLACEMENTS[spec]
-        return place_template(_prepared(spec)[0], _frame_landmarks(), (SIZE, SIZE), jitter=draw.jitter)
+        if spec not in _PLACERS:  # place_template's result, with the checks of the unshifted anchors done once
+            _PLACERS[spec] = JitterPlacer(_prepared(spec)[0], _frame_landmarks(), (SIZE, SIZE), self.jitter)
+        return _PLACERS[spec](draw.jitter)
 
     def augment(self, image: np.ndarray, seed: int, dataset: str, index: int) -> tuple[np.ndarray, bool]:
         """``(student image, masked)`` for an aligned uint8 (112, 112, 3) RGB ``image`` (never modified), drawn
@@ -187,19 +198,19 @@ class MaskAugment:
 
 
 def batch_fields(mask: MaskAugment | None, draw: MaskDraw | None) -> dict:
-    """The mask parameters one sample carries to :class:`BatchAugment`, as tensors: ``mask_kind`` (int64),
-    ``mask_level`` (int64), ``mask_color`` (float32 (3,) RGB), ``mask_homography`` (float64 (3, 3), template
-    -> aligned frame). Unmasked samples carry zeros and the identity (never read)."""
-    import torch
-
+    """The mask parameters one sample carries to :class:`BatchAugment`: ``mask_kind``, ``mask_level`` (ints),
+    ``mask_color`` (float32 (3,) RGB), ``mask_homography`` (float64 (3, 3), template -> aligned frame), as
+    Python ints and numpy arrays (``torch.utils.data.default_collate`` makes one tensor of each per batch, far
+    cheaper than a tensor per sample). Unmasked samples carry zeros and the identity (never read)."""
     if draw is None:
-        kind, level, color, homography = 0, 0, np.zeros(3), np.eye(3)
-    else:
-        homography, level = mask.placement(draw)
-        kind, color = draw.kind, draw.color
-    return {"mask_kind": torch.tensor(kind, dtype=torch.int64), "mask_level": torch.tensor(level, dtype=torch.int64),
-            "mask_color": torch.tensor(np.asarray(color, np.float32)),
-            "mask_homography": torch.tensor(np.asarray(homography, np.float64))}
+        return {"mask_kind": 0, "mask_level": 0, "mask_color": _NO_COLOR, "mask_homography": _IDENTITY}
+    homography, level = mask.placement(draw)
+    return {"mask_kind": int(draw.kind), "mask_level": int(level), "mask_color": draw.color.astype(np.float32),
+            "mask_homography": np.asarray(homography, np.float64)}
+
+
+_NO_COLOR = np.zeros(3, np.float32)
+_IDENTITY = np.eye(3)
 
 
 class BatchAugment:
@@ -221,17 +232,16 @@ class BatchAugment:
 
     def __call__(self, batch: dict) -> dict:
         images = batch["image"].to(self.device, non_blocking=True)
-        teacher = images.float().sub_(127.5).div_(127.5)
+        pixels = images.float()
+        teacher = pixels.sub(127.5).div_(127.5)
         student = teacher
         masked = batch["masked"]
         if self.renderer is not None and bool(masked.any()):
             rows = masked.nonzero().reshape(-1)
-            alpha, paint = self.renderer.layers(batch["mask_kind"][rows], batch["mask_level"][rows],
-                                                batch["mask_homography"][rows], batch["mask_color"][rows])
-            rows_dev = rows.to(self.device)
-            drawn = self.renderer.blend(images[rows_dev], alpha, paint, flips=batch["flip"][rows])
-            student = teacher.clone()
-            student[rows_dev] = drawn.sub_(127.5).div_(127.5)
+            self.renderer.blend_into(pixels, rows, batch["mask_kind"][rows], batch["mask_level"][rows],
+                                     batch["mask_homography"][rows], batch["mask_color"][rows],
+                                     flips=batch["flip"][rows])
+            student = pixels.sub_(127.5).div_(127.5)  # unmasked rows: the teacher's values, bit for bit
         return {"teacher": teacher, "student": student, "label": batch["label"].to(self.device, non_blocking=True),
                 "masked": masked}
 
