@@ -25,7 +25,10 @@ def _parse_size(value):
 def _progress(total: int, desc: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", desc=desc, disable=None, leave=False, file=sys.stderr)
+    from frmask.distributed import is_main
+
+    return tqdm(total=total, unit="img", desc=desc, disable=None if is_main() else True, leave=False,
+                file=sys.stderr)
 
 
 def _open_cache(cache, no_cache):
@@ -48,6 +51,7 @@ def _embedder(model, device, batch_size, flip, layout, channels, normalization, 
 def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta, convention, threads, extra=None,
               gallery=12):
     """Score, write the run folder, and return (result, markdown table)."""
+    from frmask.distributed import on_main
     from frmask.report import check_out_dir, markdown_table, write_run
     from frmask.scoring import score_protocol
 
@@ -61,7 +65,7 @@ def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta,
     finally:
         bar.close()
     if out:
-        write_run(result, out, gallery=gallery)
+        on_main(lambda: write_run(result, out, gallery=gallery))  # the others wait for it, and get its error
     rows = [(name, {**rep.to_dict()}) for name, rep in result.reports.items()]
     return result, markdown_table(rows)
 
@@ -126,6 +130,19 @@ def score(model, protocol, data, out, mask, mask_type, template, colors, coverag
           convention, cache, no_cache, gallery):
     """Score the ONNX face-recognition MODEL (a path, or a zoo name: sface) on a protocol: embed every image,
     compare every pair, and report exact ISO/IEC 19795-1 metrics per scenario."""
+    from frmask.distributed import process_group
+
+    with process_group(device) as session:  # under torchrun: the K processes share the work, rank 0 writes
+        text = _score(model, protocol, data, out, mask, mask_type, template, colors, coverage, color, seed, align,
+                      root, detector, flip, device, batch_size, threads, layout, channels, normalization, size,
+                      input_name, output_name, far, fta, convention, cache, no_cache, gallery)
+    if session.is_main:
+        click.echo(text)
+
+
+def _score(model, protocol, data, out, mask, mask_type, template, colors, coverage, color, seed, align, root,
+           detector, flip, device, batch_size, threads, layout, channels, normalization, size, input_name,
+           output_name, far, fta, convention, cache, no_cache, gallery) -> str:
     from frmask.protocols import load_protocol
     from frmask.synth.benchmark import MaskSpec
 
@@ -145,7 +162,7 @@ def score(model, protocol, data, out, mask, mask_type, template, colors, coverag
     finally:
         if store is not None:
             store.close()
-    click.echo(_summary(result, table, out))
+    return _summary(result, table, out)
 
 
 @click.command()

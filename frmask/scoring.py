@@ -63,6 +63,7 @@ def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = 
                    convention: str = "iso", fmr_targets=(), extra: dict | None = None) -> ScoreResult:
     """Embed, compare and report ``protocol`` with ``embedder`` (module docstring)."""
     from frmask._version import __version__
+    from frmask.distributed import world_size
     from frmask.embed.pipeline import embed_protocol, pair_scores
 
     emb = embed_protocol(protocol, embedder, detector=detector, cache=cache, threads=threads, progress=progress)
@@ -87,6 +88,8 @@ def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = 
         "n_failures": len(emb.failures),
         "embedding": {"cached": emb.n_cached, "computed": emb.n_computed, "seconds": round(emb.seconds, 3)},
     }
+    if world_size() > 1:  # under torchrun (frmask.distributed); absent for one process
+        run["processes"] = world_size()
     return ScoreResult(protocol, scores, reports, emb.failures, run)
 
 

@@ -112,20 +112,75 @@ def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_opti
 
     ``cache``: an :class:`EmbeddingCache` (None: no cache). ``threads``: image-preparation threads.
     ``progress``: called with the number of images finished after each batch (e.g. a tqdm ``update``).
+
+    Under ``torchrun`` (a :mod:`frmask.distributed` session of K > 1 processes) each rank reads, aligns and
+    embeds its contiguous share of the images (:func:`frmask.distributed.shard`), looking its share up in
+    the cache first; the shares are gathered so that every rank returns what one process would, and
+    rank 0 alone writes the new entries of all ranks to the cache, in one transaction after the gather (so
+    the SQLite file never has two writers; the other ranks only read it). A rank's error (an unreadable
+    file) is raised on every rank. ``progress`` counts rank 0's share, then the others' at the gather.
     """
+    from frmask import distributed
+
     t0 = time.perf_counter()
     n = len(protocol.images)
-    size = tuple(embedder.profile.size)
     mkey = model_key(embedder.model_bytes, profile=embedder.profile, flip=embedder.flip, detector=detector,
                      detector_options=detector_options or {})
+    if distributed.world_size() == 1:
+        part = _embed_part(protocol, embedder, range(n), mkey, detector, detector_options, cache, True, threads,
+                           progress)
+        return _assemble(n, part.results, part.n_cached, time.perf_counter() - t0)
+    mine = distributed.my_shard(n)
+
+    def my_part():
+        part = _embed_part(protocol, embedder, mine, mkey, detector, detector_options, cache, False, threads,
+                           progress)
+        return part, _assemble(len(mine), part.results, part.n_cached, 0.0)
+
+    part, local = distributed.checked(my_part)
+    dims = {d for d in distributed.gather_objects(local.embeddings.shape[1]) if d}
+    if len(dims) > 1:
+        raise ValueError(f"embeddings of different sizes {sorted(dims)} (a stale cache entry?)")
+    dim = dims.pop() if dims else 0
+    rows = local.embeddings if local.embeddings.shape[1] == dim else np.full((len(mine), dim), np.nan, np.float32)
+    shares = distributed.gather_objects((mine.start, local.failures, local.n_cached, part.fresh))
+    embeddings = np.concatenate(distributed.gather_arrays(rows))
+    failures, n_cached, fresh = {}, 0, {}
+    for first, fails, cached, new in shares:
+        failures.update({first + i: reason for i, reason in fails.items()})
+        n_cached += cached
+        fresh.update({key: first + i for key, i in new.items()})
+    if progress is not None:
+        progress(n - len(mine))
+    if cache is not None:
+        distributed.on_main(lambda: cache.put_many(mkey, {key: failures.get(i, embeddings[i])
+                                                          for key, i in fresh.items()}))
+    return ProtocolEmbeddings(embeddings, failures, n_cached, n - n_cached, time.perf_counter() - t0)
+
+
+@dataclass
+class _Part:
+    """One process's images: ``results[k]`` (vector or failure reason) of the k-th index it was given, how
+    many came from the cache, and the image keys it computed -> their position k (for the cache)."""
+
+    results: list
+    n_cached: int
+    fresh: dict[str, int]
+
+
+def _embed_part(protocol, embedder, indices, mkey: str, detector: str, detector_options, cache, write: bool,
+                threads: int, progress) -> _Part:
+    """Embed the images ``indices`` (cache read; cache written batch by batch when ``write``)."""
+    size = tuple(embedder.profile.size)
+    indices = list(indices)
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        blobs = list(pool.map(protocol.image_bytes, range(n)))
-    aligns = [entry.align for entry in protocol.images]
+        blobs = list(pool.map(protocol.image_bytes, indices))
+    aligns = [protocol.images[i].align for i in indices]
     ikeys = [image_key(b, a) for b, a in zip(blobs, aligns)]
     found = cache.get_many(mkey, ikeys) if cache is not None else {}
     result: list[np.ndarray | str | None] = [found.get(k) for k in ikeys]
-    todo = [i for i in range(n) if result[i] is None]
-    n_cached = n - len(todo)
+    todo = [k for k in range(len(indices)) if result[k] is None]
+    n_cached = len(indices) - len(todo)
     if progress is not None and n_cached:
         progress(n_cached)
 
@@ -134,7 +189,7 @@ def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_opti
     chunks = [todo[k:k + batch] for k in range(0, len(todo), batch)]
 
     def prepare_chunk(chunk):
-        return [prepare(blobs[i], aligns[i], i) for i in chunk]
+        return [prepare(blobs[i], aligns[i], indices[i]) for i in chunk]
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         pending: deque = deque()
@@ -161,11 +216,15 @@ def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_opti
                 if isinstance(p, str):
                     result[chunk[k]] = p
                     fresh[ikeys[chunk[k]]] = p
-            if cache is not None:
+            if cache is not None and write:
                 cache.put_many(mkey, fresh)
             if progress is not None:
                 progress(len(chunk))
+    return _Part(result, n_cached, {ikeys[k]: k for k in todo})
 
+
+def _assemble(n: int, result: list, n_cached: int, seconds: float) -> ProtocolEmbeddings:
+    """The (n, dim) float32 matrix (NaN rows for failures) and the failures of per-image results."""
     dims = {len(r) for r in result if not isinstance(r, str)}
     if len(dims) > 1:
         raise ValueError(f"embeddings of different sizes {sorted(dims)} (a stale cache entry?)")
@@ -177,7 +236,7 @@ def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_opti
             failures[i] = r
         else:
             embeddings[i] = r
-    return ProtocolEmbeddings(embeddings, failures, n_cached, len(todo), time.perf_counter() - t0)
+    return ProtocolEmbeddings(embeddings, failures, n_cached, n - n_cached, seconds)
 
 
 def pair_scores(protocol, embeddings: np.ndarray) -> np.ndarray:
