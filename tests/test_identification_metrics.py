@@ -8,9 +8,19 @@ import math
 import numpy as np
 import pytest
 
-from frmask.metrics.identification import (SearchResults, cmc, fnir, fnir_at_fpir, fnir_fpir_curve, fpir,
-                                           identification_ci, identification_report, identity_scores,
-                                           probe_results, rank1)
+from frmask.metrics.identification import (
+    SearchResults,
+    cmc,
+    fnir,
+    fnir_at_fpir,
+    fnir_fpir_curve,
+    fpir,
+    identification_ci,
+    identification_report,
+    identity_scores,
+    probe_results,
+    rank1,
+)
 
 NAN = float("nan")
 
@@ -121,7 +131,7 @@ def test_random_matrices_against_brute_force(seed):
     mate = rng.integers(-1, n_ids + 1, n_probes)  # -1: non-mated; n_ids: the identity with no template
     mate[:2] = [0, -1]
     max_rank, targets = 6, (0.05, 0.1, 0.25, 0.5)
-    ranks, mate_scores, tops, curve, points, fpir_at, fnir_at = brute(scores, gallery, mate, max_rank, targets)
+    ranks, _, tops, curve, points, fpir_at, fnir_at = brute(scores, gallery, mate, max_rank, targets)
     res = probe_results(scores, gallery, mate, n_identities=n_ids + 1)
     rank, mate_score = res.mated_arrays()
     np.testing.assert_array_equal(rank, ranks)

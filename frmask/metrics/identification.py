@@ -81,7 +81,7 @@ class SearchResults:
         return len(self.mate)
 
     @classmethod
-    def concat(cls, parts) -> "SearchResults":
+    def concat(cls, parts) -> SearchResults:
         """The results of several probe blocks, in the order given (exact: nothing is recomputed)."""
         parts = list(parts)
         if not parts:
@@ -89,7 +89,7 @@ class SearchResults:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
                      ("subject", "mate", "mate_score", "rank", "top_score")))
 
-    def take(self, index) -> "SearchResults":
+    def take(self, index) -> SearchResults:
         """The searches ``index`` (e.g. a bootstrap resample: indices may repeat)."""
         return SearchResults(self.subject[index], self.mate[index], self.mate_score[index], self.rank[index],
                              self.top_score[index])
