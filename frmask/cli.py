@@ -265,9 +265,10 @@ def synth(benchmark, data, images, out, mode, mask_type, template, colors, cover
 
 from frmask.cli_eval import demo, report, score  # noqa: E402  (commands defined beside this module)
 from frmask.cli_effect import effect  # noqa: E402
+from frmask.cli_identify import identify  # noqa: E402
 from frmask.train.commands import export_command, pack_command, train_command  # noqa: E402
 
-for _command in (score, report, demo, effect, train_command, export_command, pack_command):
+for _command in (score, report, demo, effect, identify, train_command, export_command, pack_command):
     main.add_command(_command)
 
 

@@ -48,6 +48,59 @@ def _embedder(model, device, batch_size, flip, layout, channels, normalization, 
     return OnnxEmbedder(model, device=device, batch_size=batch_size, flip=flip, **overrides)
 
 
+def _options(*decorators):
+    """One decorator applying click options in the order given (as if written one above the other)."""
+
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+#: the mask options of ``frmask synth`` that masking commands share (``--mask-type`` ... ``--color``)
+mask_options = _options(
+    click.option("--mask-type", default="surgical", show_default=True, help="Mask for --mask (as in frmask synth)."),
+    click.option("--template", type=click.Path(), help="Mask template for --mask (as in frmask synth)."),
+    click.option("--colors", default="realistic", show_default=True,
+                 help="Mask colours for --mask (as in frmask synth)."),
+    click.option("--coverage", type=click.Choice(["low", "medium", "high"]),
+                 help="Nose coverage for --mask (as in frmask synth)."),
+    click.option("--color", metavar="NAME", help="One named mask colour for --mask (as in frmask synth)."))
+
+#: how images are embedded (detector, model overrides), shared by the commands that embed; ``--cache`` last
+embedding_options = _options(
+    click.option("--detector", type=click.Choice(["yunet", "mtcnn"]), default="yunet", show_default=True),
+    click.option("--flip", is_flag=True, help="Flip test: add the embedding of the mirrored crop."),
+    click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True),
+    click.option("--batch-size", type=int, default=64, show_default=True),
+    click.option("--threads", type=int, default=2, show_default=True, help="Image preparation threads."),
+    click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="Override the model's input layout."),
+    click.option("--channels", type=click.Choice(["RGB", "BGR"]), help="Override the model's channel order."),
+    click.option("--normalization", type=click.Choice(["raw", "pm1", "unit"]),
+                 help="Override the input scaling: raw 0..255, pm1 (x-127.5)/127.5, unit 0..1."),
+    click.option("--size", metavar="WxH", help="Override the model's input size."),
+    click.option("--input-name", help="Override the image input's name."),
+    click.option("--output-name", help="Override the embedding output's name."))
+
+cache_options = _options(
+    click.option("--cache", type=click.Path(dir_okay=False), help="Embedding cache file (default: ~/.cache/frmask)."),
+    click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache."))
+
+
+def mask_settings(mask, mask_type, template, colors, coverage, color, seed):
+    """``(MaskSpec, provenance dict)`` of the mask options (the dict is empty for ``--mask none``)."""
+    from frmask.synth.benchmark import MaskSpec
+
+    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, coverage=coverage, color=color)
+    extra = {}
+    if mask != "none":
+        extra.update(mask=mask, mask_type=mask_type, template=template, colors=colors, seed=seed,
+                     **{k: v for k, v in {"coverage": coverage, "color": color}.items() if v is not None})
+    return spec, extra
+
+
 def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta, convention, threads, extra=None,
               gallery=12):
     """Score, write the run folder, and return (result, markdown table)."""
@@ -95,34 +148,18 @@ def _summary(result, table: str, out) -> str:
 @click.option("--mask", default="none", show_default=True,
               type=click.Choice(["none", "masked-vs-masked", "masked-vs-nonmasked", "legacy-maskinv"]),
               help=".bin benchmarks: mask on the fly as `frmask synth` does (same seed, same images).")
-@click.option("--mask-type", default="surgical", show_default=True, help="Mask for --mask (as in frmask synth).")
-@click.option("--template", type=click.Path(), help="Mask template for --mask (as in frmask synth).")
-@click.option("--colors", default="realistic", show_default=True, help="Mask colours for --mask (as in frmask synth).")
-@click.option("--coverage", type=click.Choice(["low", "medium", "high"]), help="Nose coverage for --mask (as in frmask synth).")
-@click.option("--color", metavar="NAME", help="One named mask colour for --mask (as in frmask synth).")
+@mask_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the masks for --mask.")
 @click.option("--align", type=click.Choice(["auto", "detect", "none"]), default=None,
               help="How images are aligned (default: detect for mfr2, auto for csv: 112x112 images are taken as "
                    "aligned crops).")
 @click.option("--root", type=click.Path(file_okay=False), help="csv: folder the relative paths start from.")
-@click.option("--detector", type=click.Choice(["yunet", "mtcnn"]), default="yunet", show_default=True)
-@click.option("--flip", is_flag=True, help="Flip test: add the embedding of the mirrored crop.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--threads", type=int, default=2, show_default=True, help="Image preparation threads.")
-@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="Override the model's input layout.")
-@click.option("--channels", type=click.Choice(["RGB", "BGR"]), help="Override the model's channel order.")
-@click.option("--normalization", type=click.Choice(["raw", "pm1", "unit"]),
-              help="Override the input scaling: raw 0..255, pm1 (x-127.5)/127.5, unit 0..1.")
-@click.option("--size", metavar="WxH", help="Override the model's input size.")
-@click.option("--input-name", help="Override the image input's name.")
-@click.option("--output-name", help="Override the embedding output's name.")
+@embedding_options
 @click.option("--far", type=float, default=0.002, show_default=True, help="FAR of TPR@FAR and ACC@FAR.")
 @click.option("--fta", type=click.Choice(["reject", "exclude", "error"]), default="reject", show_default=True,
               help="Failures to acquire: count as non-matches, exclude, or stop.")
 @click.option("--convention", type=click.Choice(["iso", "pyeer", "insightface"]), default="iso", show_default=True)
-@click.option("--cache", type=click.Path(dir_okay=False), help="Embedding cache file (default: ~/.cache/frmask).")
-@click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
+@cache_options
 @click.option("--gallery", "gallery", type=click.IntRange(min=0), default=12, show_default=True, metavar="K",
               help="report.html shows the K lowest-scoring genuine and K highest-scoring impostor pairs (0: none).")
 def score(model, protocol, data, out, mask, mask_type, template, colors, coverage, color, seed, align, root, detector,
@@ -144,16 +181,12 @@ def _score(model, protocol, data, out, mask, mask_type, template, colors, covera
            detector, flip, device, batch_size, threads, layout, channels, normalization, size, input_name,
            output_name, far, fta, convention, cache, no_cache, gallery) -> str:
     from frmask.protocols import load_protocol
-    from frmask.synth.benchmark import MaskSpec
 
-    spec = MaskSpec(mask_type=mask_type, template=template, colors=colors, coverage=coverage, color=color)
+    spec, masked = mask_settings(mask, mask_type, template, colors, coverage, color, seed)
     proto = load_protocol(protocol, data, mask=mask, spec=spec, seed=seed, align=align, root=root)
     embedder = _embedder(model, device, batch_size, flip, layout, channels, normalization, size, input_name,
                          output_name)
-    extra = {"data": str(data)}
-    if mask != "none":
-        extra.update(mask=mask, mask_type=mask_type, template=template, colors=colors, seed=seed,
-                     **{k: v for k, v in dict(coverage=coverage, color=color).items() if v is not None})
+    extra = {"data": str(data), **masked}
     store = _open_cache(cache, no_cache)
     try:
         result, table = run_score(embedder, proto, out, model_name=Path(model).name, detector=detector, cache=store,

@@ -314,9 +314,14 @@ def run_page(folder) -> str:
             notices.append(f"{GALLERY_INDEX} is missing (a run from an older frmask, or written without a gallery)")
         add("gallery", "Gallery of the errors", _gallery(gallery, folder, notices))
     if isinstance(metrics, dict) and "identification" in metrics:
+        ident = metrics["identification"]
+        closed = isinstance(ident, dict) and ident.get("n_nonmated") == 0  # no FPIR: no fnir_fpir.png
+        names = IDENTIFICATION_FIGURES[:1] if closed else IDENTIFICATION_FIGURES
         add("identification", "Identification",
-            json_table(metrics["identification"], "metrics.json", ("identification",))
-            + _figures(folder, IDENTIFICATION_FIGURES, notices, "an identify run draws it"))
+            json_table(ident, "metrics.json", ("identification",))
+            + _figures(folder, names, notices, "an identify run draws it")
+            + (tag("p", "Closed set (no non-mated probe): FPIR is undefined, so there is no FNIR(FPIR) curve.",
+                   class_="muted") if closed else ""))
     if isinstance(effect, dict):
         add("effect", "Effect of the masks", _effect(effect, folder, notices))
     other = {k: v for k, v in (metrics or {}).items() if k not in ("run", "identification", *scen)}

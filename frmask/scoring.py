@@ -62,8 +62,6 @@ def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = 
                    threads: int = 2, progress=None, far: float = 0.002, fta: str = "reject",
                    convention: str = "iso", fmr_targets=(), extra: dict | None = None) -> ScoreResult:
     """Embed, compare and report ``protocol`` with ``embedder`` (module docstring)."""
-    from frmask._version import __version__
-    from frmask.distributed import world_size
     from frmask.embed.pipeline import embed_protocol, pair_scores
 
     emb = embed_protocol(protocol, embedder, detector=detector, cache=cache, threads=threads, progress=progress)
@@ -75,6 +73,19 @@ def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = 
     reports = {name: scenario_report(protocol, scores, name, far=far, fta=fta, convention=convention,
                                      fmr_targets=fmr_targets)
                for name in protocol.scenario_names()}
+    run = run_provenance(embedder, model_name=model_name, detector=detector, emb=emb,
+                         protocol={"name": protocol.name, "description": protocol.description,
+                                   "n_images": len(protocol.images), "n_pairs": protocol.n_pairs, **(extra or {})})
+    return ScoreResult(protocol, scores, reports, emb.failures, run)
+
+
+def run_provenance(embedder, *, model_name: str, protocol: dict, detector: str, emb) -> dict:
+    """The ``run`` entry of a run folder's ``metrics.json``: frmask version, date (:func:`run_date`), the model
+    (name, SHA-256, input profile, flip), ``protocol`` as given, the detector and the embedding counts of
+    ``emb`` (a :class:`~frmask.embed.pipeline.ProtocolEmbeddings`); ``processes`` (K) under torchrun."""
+    from frmask._version import __version__
+    from frmask.distributed import world_size
+
     profile = embedder.profile
     run = {
         "frmask": __version__,
@@ -82,15 +93,14 @@ def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = 
         "model": {"name": model_name, "sha256": hashlib.sha256(embedder.model_bytes).hexdigest(),
                   "profile": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(profile).items()},
                   "flip": embedder.flip},
-        "protocol": {"name": protocol.name, "description": protocol.description, "n_images": len(protocol.images),
-                     "n_pairs": protocol.n_pairs, **(extra or {})},
+        "protocol": protocol,
         "detector": detector,
         "n_failures": len(emb.failures),
         "embedding": {"cached": emb.n_cached, "computed": emb.n_computed, "seconds": round(emb.seconds, 3)},
     }
     if world_size() > 1:  # under torchrun (frmask.distributed); absent for one process
         run["processes"] = world_size()
-    return ScoreResult(protocol, scores, reports, emb.failures, run)
+    return run
 
 
 class ProtocolEvaluator:

