@@ -460,14 +460,25 @@ def merge_parts(cs: ComparisonSet, parts) -> BlockPart:
 
 def score_embeddings(cs: ComparisonSet, *, fmr_targets=(0.01, 0.001), keep_impostors: int | None = 0,
                      progress: bool | None = None) -> BlockPart:
-    """Every block of ``cs`` in this process, merged (:func:`run_blocks` + :func:`merge_parts`), with a tqdm
-    bar over the pairs (``progress``: None shows it on a terminal only, False never)."""
+    """Every block of ``cs``, merged (:func:`run_blocks` + :func:`merge_parts`), with a tqdm bar over the pairs
+    (``progress``: None shows it on a terminal only, False never).
+
+    Under ``torchrun`` (a :mod:`frmask.distributed` session of K processes) rank r runs the blocks
+    ``plan[r::K]`` (interleaved: the blocks of a triangle differ in cost along the plan), the parts are
+    gathered and merged on every rank: the same result as one process (:func:`merge_parts`). The bar counts
+    rank 0's pairs (no total then)."""
     import sys
 
     from tqdm import tqdm
 
-    with tqdm(total=cs.n_pairs - cs.fta_genuine - cs.fta_impostor, unit="pair", unit_scale=True, desc="comparing",
-              disable=None if progress is None else not progress, leave=False, file=sys.stderr) as bar:
-        part = run_blocks(cs, cs.plan(), fmr_targets=fmr_targets, keep_impostors=keep_impostors,
-                          progress=bar.update)
-    return merge_parts(cs, [part])
+    from frmask import distributed
+
+    plan = cs.plan()
+    mine = [plan[i] for i in distributed.my_shard(len(plan), interleaved=True)]
+    total = cs.n_pairs - cs.fta_genuine - cs.fta_impostor if distributed.world_size() == 1 else None
+    show = (None if progress is None else bool(progress)) if distributed.is_main() else False
+    with tqdm(total=total, unit="pair", unit_scale=True, desc="comparing", disable=None if show is None else not show,
+              leave=False, file=sys.stderr) as bar:
+        part = distributed.checked(lambda: run_blocks(cs, mine, fmr_targets=fmr_targets,
+                                                      keep_impostors=keep_impostors, progress=bar.update))
+    return merge_parts(cs, distributed.gather_objects(part))

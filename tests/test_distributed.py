@@ -137,6 +137,49 @@ def test_collectives_and_errors_reach_every_rank(tmp_path):
         assert s["main_result"] == ("written" if r == 0 else None)
 
 
+def _exhaustive_summary(ordered: bool) -> dict:
+    """score_embeddings of 40 random embeddings of 6 identities (one failure to acquire) in blocks of 7
+    (21 blocks unordered, 36 ordered): every figure, the kept pairs."""
+    from frmask.exhaustive import comparison_set, score_embeddings
+
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(40, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    emb[17] = np.nan
+    ident = rng.integers(0, 6, 40)
+    cs = comparison_set(emb, ident, ordered=ordered, block=7)
+    part = score_embeddings(cs, fmr_targets=(0.01, 0.1), keep_impostors=5, progress=False)
+    acc = part.accumulator
+    return {"points": [repr(acc.fnmr_at_fmr(t)) for t in (0.01, 0.1)], "best": repr(acc.max_accuracy()),
+            "fdr": repr(acc.fdr()), "counts": (acc.n_genuine, acc.n_impostor, acc.n_fta), "blocks": len(cs.plan()),
+            "kept": [(k.i.tolist(), k.j.tolist(), k.score.tolist()) for k in (part.genuine, part.impostor)]}
+
+
+def _exhaustive_worker(rank: int, port: int, out: str) -> None:
+    import torch
+
+    from frmask import distributed
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    with distributed.process_group("cpu"):
+        seen = {str(ordered): _exhaustive_summary(ordered) for ordered in (False, True)}
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(seen))
+
+
+def test_exhaustive_blocks_shared_by_two_processes_merge_to_one_process(tmp_path):
+    """The block plan split plan[r::2] over 2 gloo processes, parts gathered and merged: every figure and
+    kept pair is that of one process, on both ranks."""
+    import torch.multiprocessing as mp
+
+    one = json.loads(json.dumps({str(o): _exhaustive_summary(o) for o in (False, True)}))
+    assert (one["False"]["blocks"], one["True"]["blocks"]) == (21, 36)
+    mp.spawn(_exhaustive_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    for r in range(2):
+        assert json.loads((tmp_path / f"rank{r}.json").read_text()) == one
+
+
 # ------------------------------------------------------------------------------ torchrun -m frmask ...
 
 
