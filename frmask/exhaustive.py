@@ -36,15 +36,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from frmask.exhaustive_stats import BlockStatistics, KeptPairs
 from frmask.metrics._scores import FTA_POLICIES, allowed_errors, rate_target
-from frmask.metrics.streaming import ScoreAccumulator
+from frmask.metrics.streaming import ScoreAccumulator, _cut_for, _Moments
 
-__all__ = ["DEFAULT_BLOCK", "Block", "BlockPart", "ComparisonSet", "comparison_set", "merge_parts", "plan_blocks",
+__all__ = ["DEFAULT_BLOCK", "Block", "block_edges", "BlockPart", "ComparisonSet", "comparison_set", "declared_targets", "merge_parts", "plan_blocks",
            "run_blocks", "score_embeddings"]
 
 DEFAULT_BLOCK = 4096  # rows (and columns) per block: 4096^2 float32 scores = 64 MiB
 HIST_RANGE = (-1.0, 1.0)  # cosine similarities; rounding beyond +-1 lands in the under/overflow counts
 HIST_BINS = 2**16
+DEFAULT_TARGETS = (0.001, 0.002, 0.01)  # FMR 0.1 %, the default FAR 0.2 %, FMR 1 %: what a report asks
 MAX_BUFFER = 100_000_000  # top impostor scores the accumulator may have to keep (float64: 0.8 GB, twice at peak)
 
 
@@ -64,24 +66,47 @@ class Block:
         return (self.rows[1] - self.rows[0]) * (self.cols[1] - self.cols[0])
 
 
-def plan_blocks(n_rows: int, n_cols: int, *, block: int = DEFAULT_BLOCK, triangular: bool = False) -> list[Block]:
-    """The blocks covering an ``n_rows`` x ``n_cols`` comparison matrix, in a fixed row-major order.
+def block_edges(n: int, block: int = DEFAULT_BLOCK, identity=None) -> list[int]:
+    """Cut points ``0 = e_0 < e_1 < ... = n`` of a side into runs of at most ``block`` entries.
 
-    ``triangular`` (unordered pairs of one list, ``n_rows == n_cols``): only the blocks on or above the
-    diagonal; diagonal blocks are marked ``triangle``. Block ``index`` is its position in the list.
+    With ``identity`` (sorted labels of the n entries) each cut is put at the last identity boundary that
+    keeps the run within ``block`` (inside an identity only when it alone has more than ``block`` images),
+    so that off-diagonal blocks hold no genuine pair and skip the masks.
     """
     if block < 1:
         raise ValueError(f"block must be a positive number of rows, got {block}")
-    if triangular and n_rows != n_cols:
-        raise ValueError(f"a triangular plan needs a square matrix, got {n_rows} x {n_cols}")
-    rows = [(s, min(s + block, n_rows)) for s in range(0, n_rows, block)]
-    cols = [(s, min(s + block, n_cols)) for s in range(0, n_cols, block)]
+    if identity is None:
+        return [*range(0, n, block), n] if n else [0]
+    starts = np.flatnonzero(np.r_[True, np.asarray(identity)[1:] != np.asarray(identity)[:-1]]) if n else []
+    edges = [0]
+    while edges[-1] < n:
+        limit = edges[-1] + block
+        if limit >= n:
+            edges.append(n)
+            break
+        k = int(np.searchsorted(starts, limit, side="right")) - 1  # last identity start <= limit
+        cut = int(starts[k]) if k >= 0 and starts[k] > edges[-1] else limit
+        edges.append(cut)
+    return edges
+
+
+def plan_blocks(row_edges, col_edges=None, *, triangular: bool = False) -> list[Block]:
+    """The blocks between the cut points ``row_edges`` x ``col_edges`` (:func:`block_edges`), row-major.
+
+    ``triangular`` (unordered pairs of one list; ``col_edges`` must be the same cuts): only the blocks on
+    or above the diagonal; diagonal blocks are marked ``triangle``. Block ``index`` is its position.
+    """
+    col_edges = row_edges if col_edges is None else col_edges
+    if triangular and list(col_edges) != list(row_edges):
+        raise ValueError("a triangular plan needs the same cuts on both sides")
+    rows = list(zip(row_edges[:-1], row_edges[1:]))
+    cols = list(zip(col_edges[:-1], col_edges[1:]))
     out = []
     for bi, r in enumerate(rows):
         for bj, c in enumerate(cols):
             if triangular and bj < bi:
                 continue
-            out.append(Block(len(out), r, c, triangular and bi == bj))
+            out.append(Block(len(out), (int(r[0]), int(r[1])), (int(c[0]), int(c[1])), triangular and bi == bj))
     return out
 
 
@@ -125,10 +150,13 @@ class ComparisonSet:
         return self.genuine_pairs - (0 if self.fta == "reject" else self.fta_genuine)
 
     def plan(self) -> list[Block]:
-        """The block plan (:func:`plan_blocks`) of the acquired entries."""
-        return plan_blocks(len(self.row_pos), len(self.col_pos), block=self.block, triangular=not self.ordered)
+        """The block plan of the acquired entries: :func:`plan_blocks` over identity-aligned
+        :func:`block_edges` of ``block`` rows; the same list on every call and in every process."""
+        rows = block_edges(len(self.row_pos), self.block, self.row_identity)
+        cols = rows if not self.ordered else block_edges(len(self.col_pos), self.block, self.col_identity)
+        return plan_blocks(rows, cols, triangular=not self.ordered)
 
-    def accumulator(self, fmr_targets=(0.01, 0.001), *, bins: int = HIST_BINS) -> ScoreAccumulator:
+    def accumulator(self, fmr_targets=DEFAULT_TARGETS, *, bins: int = HIST_BINS) -> ScoreAccumulator:
         """An empty accumulator for this set: sized with the exact impostor count, so the FNMR at every
         target is exact, and with one more internal target so that the best accuracy is exact too (it needs
         the min(N_G, N_I) + 1 largest impostor scores) where that fits below FMR 1."""
@@ -143,6 +171,11 @@ class ComparisonSet:
                              f"largest impostor scores in memory (more than {MAX_BUFFER:,}); declare smaller FMR "
                              f"targets or score a subset")
         return ScoreAccumulator(targets, expected_impostors=e, hist_range=HIST_RANGE, bins=bins, fta=self.fta)
+
+
+def declared_targets(far: float = 0.002, fmr_targets=()) -> tuple[float, ...]:
+    """The FMR targets a run answers exactly: FMR 1 %, 0.1 %, ``far`` and the user's, ascending, unique."""
+    return tuple(sorted({0.01, 0.001, float(far), *(float(t) for t in fmr_targets)}))
 
 
 def _identity_codes(identity) -> np.ndarray:
@@ -240,43 +273,11 @@ def comparison_set(embeddings, identity, *, reference=None, probe=None, ordered:
 
 # ---------------------------------------------------------------------------------------------- running
 @dataclass
-class KeptPairs:
-    """Pairs kept with their scores: positions ``i`` (reference) and ``j`` (probe), float32 ``score``."""
-
-    i: np.ndarray
-    j: np.ndarray
-    score: np.ndarray
-
-    @classmethod
-    def empty(cls) -> KeptPairs:
-        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
-
-    @classmethod
-    def concat(cls, parts) -> KeptPairs:
-        parts = list(parts)
-        if not parts:
-            return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("i", "j", "score")))
-
-    def __len__(self) -> int:
-        return self.score.size
-
-    def sorted(self) -> KeptPairs:
-        """In pair order (i, then j): the order of :class:`~frmask.protocols.folder.FolderProtocol`'s pairs."""
-        order = np.lexsort((self.j, self.i))
-        return KeptPairs(self.i[order], self.j[order], self.score[order])
-
-    def top(self, k: int) -> KeptPairs:
-        """The k highest scores, ties broken by pair order (so the choice does not depend on the split)."""
-        order = np.lexsort((self.j, self.i, -self.score.astype(np.float64)))[:k]
-        return KeptPairs(self.i[order], self.j[order], self.score[order])
-
-
-@dataclass
 class BlockPart:
-    """What :func:`run_blocks` made of some blocks of the plan: the accumulator (without meaningful moments:
-    see ``moments``), the float64 (count, mean, M2) of each block's genuine and impostor scores, and the kept
-    pairs: every genuine pair, and the ``keep_impostors`` highest impostor pairs (all when None)."""
+    """What :func:`run_blocks` made of some blocks of the plan: the accumulator (its moments are not
+    meaningful before :func:`merge_parts`), the float64 (count, mean, M2) of each block's genuine and
+    impostor scores, and the kept pairs: every genuine pair, and the impostor pairs that may be among the
+    ``keep_impostors`` highest (all when None; :func:`merge_parts` keeps exactly that many)."""
 
     accumulator: ScoreAccumulator
     blocks: list[int] = field(default_factory=list)
@@ -284,75 +285,32 @@ class BlockPart:
     genuine: KeptPairs = field(default_factory=KeptPairs.empty)
     impostor: KeptPairs = field(default_factory=KeptPairs.empty)
     keep_impostors: int | None = None
-    _top_floor: float = -math.inf  # the k-th highest impostor score kept so far
+    top_floor: float = -math.inf  # the keep_impostors-th highest impostor score kept so far
+
+    def __getstate__(self):  # picklable for torch.distributed's gather_object: no scratch buffers
+        state = dict(self.__dict__)
+        state.pop("_stats", None)
+        return state
 
 
-def _moments(x: np.ndarray) -> tuple[int, float, float]:
-    """float64 (count, mean, M2) of float32 scores, two passes, numpy's pairwise sums (the same bits
-    whatever the thread count); 2-D input is summed row by row, then over the rows."""
+def _stats(part: BlockPart) -> BlockStatistics:
+    if getattr(part, "_stats", None) is None:
+        part._stats = BlockStatistics(part.accumulator)
+    return part._stats
+
+
+def _add_impostors(part: BlockPart, x: np.ndarray) -> tuple[int, float, float]:
+    """Record float32 impostor scores ``x`` in the accumulator (through its summary entry point, handing
+    over only the scores at or above its floor); returns their moments."""
+    acc = part.accumulator
     if x.size == 0:
         return (0, 0.0, 0.0)
-    total = float(np.sum(np.sum(x, axis=-1, dtype=np.float64)))
-    mean = total / x.size
-    dev = x.astype(np.float64)
-    dev -= mean
-    np.square(dev, out=dev)
-    return (int(x.size), mean, float(np.sum(np.sum(dev, axis=-1))))
-
-
-def _histogram(x, acc: ScoreAccumulator) -> np.ndarray:
-    """The accumulator's float64 bin counts of a float32 torch tensor ([underflow, bins..., overflow]): the
-    same IEEE operations as :meth:`ScoreAccumulator.add` (subtract lo, multiply by scale, floor, clip)."""
-    import torch
-
-    lo, scale, bins = acc._lo, acc._scale, acc._bins
-    idx = x.to(torch.float64).sub_(lo).mul_(scale).floor_().clamp_(-1.0, float(bins)).add_(1.0).to(torch.int64)
-    return torch.bincount(idx.reshape(-1), minlength=bins + 2).cpu().numpy().astype(np.int64)
-
-
-def _add_impostors(acc: ScoreAccumulator, x) -> None:
-    """Feed a float32 torch tensor of impostor scores to ``acc`` through its summary entry point, handing
-    over only the scores at or above its floor (the others would be dropped on arrival)."""
-    import torch
-
-    from frmask.metrics.streaming import _cut_for
-
-    if x.numel() == 0:
-        return
+    hist, mom, lowest = _stats(part).scan(x)
     floor = acc.floor_value
-    cand = x.reshape(-1) if floor == -math.inf else x[x >= float(_cut_for(floor, np.dtype(np.float32)))]
-    acc.add_impostor_summary(n=x.numel(), candidates=cand.cpu().numpy().astype(np.float32, copy=False),
-                             histogram=_histogram(x, acc), minimum=float(torch.min(x)), moments=(0, 0.0, 0.0))
-
-
-def _keep_top(part: BlockPart, cs: ComparisonSet, s, rows: np.ndarray, cols: np.ndarray) -> None:
-    """Keep the impostor pairs of block scores ``s`` (non-impostor cells already -inf) that may be among the
-    ``keep_impostors`` highest: every score >= the k-th highest kept so far (ties included), so the final
-    choice (:meth:`KeptPairs.top`) sees every candidate whatever the split."""
-    import torch
-
-    k = part.keep_impostors
-    if k == 0:
-        return
-    flat = s.reshape(-1)
-    floor = part._top_floor
-    sel = torch.nonzero(flat > floor if floor == -math.inf else flat >= floor).reshape(-1)
-    if k is not None and sel.numel() > k:
-        cut = float(torch.kthvalue(flat[sel], sel.numel() - k + 1).values)
-        sel = sel[flat[sel] >= cut]
-    if sel.numel() == 0:
-        return
-    sel_np = sel.cpu().numpy()
-    width = s.shape[1]
-    i, j = _pair_positions(cs, rows[sel_np // width], cols[sel_np % width])
-    kept = KeptPairs.concat([part.impostor, KeptPairs(i, j, flat[sel].cpu().numpy().astype(np.float32))])
-    if k is not None and len(kept) >= k:
-        kth = np.partition(kept.score, len(kept) - k)[len(kept) - k]
-        part._top_floor = float(kth)
-        if len(kept) > 2 * k:
-            m = kept.score >= kth
-            kept = KeptPairs(kept.i[m], kept.j[m], kept.score[m])
-    part.impostor = kept
+    flat = x.reshape(-1)
+    cand = flat if floor == -math.inf else flat[flat >= _cut_for(floor, np.dtype(np.float32))]
+    acc.add_impostor_summary(n=flat.size, candidates=cand, histogram=hist, minimum=lowest, moments=mom)
+    return mom
 
 
 def _pair_positions(cs: ComparisonSet, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -364,46 +322,99 @@ def _pair_positions(cs: ComparisonSet, rows: np.ndarray, cols: np.ndarray) -> tu
     return i, j
 
 
-def _run_block(cs: ComparisonSet, b: Block, part: BlockPart) -> int:
-    """Score one block into ``part``; returns the number of pairs it held."""
-    import torch
+def _cells(sel: np.ndarray, lo: np.ndarray, hi: np.ndarray, width: int) -> np.ndarray:
+    """Flat cell indices of the impostor values ``sel`` of a mixed block, whose row r holds the columns
+    outside [lo[r], hi[r]) in order (as ``x[mask]`` lists them)."""
+    per_row = lo + (width - hi)
+    ends = np.cumsum(per_row)
+    row = np.searchsorted(ends, sel, side="right")
+    off = sel - (ends[row] - per_row[row])
+    col = np.where(off < lo[row], off, hi[row] + off - lo[row])
+    return row * width + col
 
-    acc = part.accumulator
+
+def _keep_top(part: BlockPart, cs: ComparisonSet, b: Block, flat: np.ndarray, runs=None) -> None:
+    """Keep the impostor scores ``flat`` of block ``b`` (``runs``: the (lo, hi) of a mixed block, see
+    :func:`_cells`; None when every cell is an impostor pair) that may be among the ``keep_impostors`` highest: every score
+    >= the k-th highest kept so far, ties included, so that the final choice (:meth:`KeptPairs.top`) sees
+    every candidate whatever the split."""
+    k = part.keep_impostors
+    if k == 0 or flat.size == 0:
+        return
+    if part.top_floor > -math.inf:
+        sel = np.flatnonzero(flat >= np.float32(part.top_floor))
+    elif k is not None and flat.size > k:
+        cut = np.partition(flat, flat.size - k)[flat.size - k]
+        sel = np.flatnonzero(flat >= cut)
+    else:
+        sel = np.arange(flat.size)
+    if k is not None and sel.size > k:
+        vals = flat[sel]
+        sel = sel[vals >= np.partition(vals, vals.size - k)[vals.size - k]]
+    if sel.size == 0:
+        return
+    width = b.cols[1] - b.cols[0]
+    cell = sel if runs is None else _cells(sel, *runs, width)
+    i, j = _pair_positions(cs, b.rows[0] + cell // width, b.cols[0] + cell % width)
+    kept = KeptPairs.concat([part.impostor, KeptPairs(i, j, flat[sel])])
+    if k is not None and len(kept) >= k:
+        kth = np.partition(kept.score, len(kept) - k)[len(kept) - k]
+        part.top_floor = float(kth)
+        if len(kept) > 2 * k:
+            kept = kept.select(kept.score >= kth)
+    part.impostor = kept
+
+
+def _genuine_cells(cs: ComparisonSet, b: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols) of the genuine pairs of a block (relative indices) and each row's run [lo, hi) of
+    same-identity columns: identities are sorted on both sides, so a row's impostor cells are the columns
+    outside its run (and, in a diagonal block, only those after it)."""
     (r0, r1), (c0, c1) = b.rows, b.cols
-    s = cs.rows[r0:r1] @ cs.cols[c0:c1].T
-    rows, cols = np.arange(r0, r1), np.arange(c0, c1)
     rid, cid = cs.row_identity[r0:r1], cs.col_identity[c0:c1]
-    if not (b.triangle or (rid[0] <= cid[-1] and cid[0] <= rid[-1])):  # identities sorted: none shared
-        _add_impostors(acc, s)
-        part.moments[b.index] = ((0, 0.0, 0.0), _moments(s.cpu().numpy()))
-        _keep_top(part, cs, s, rows, cols)
-        return int(s.numel())
-    dev = s.device
-    same = torch.from_numpy(rid[:, None] == cid[None, :]).to(dev)
-    valid = torch.ones(same.shape, dtype=torch.bool, device=dev)
+    lo = np.searchsorted(cid, rid, side="left")
+    hi = np.searchsorted(cid, rid, side="right")
+    start = np.maximum(lo, np.arange(r1 - r0) + 1) if b.triangle else lo
+    counts = np.maximum(hi - start, 0)
+    rows = np.repeat(np.arange(r1 - r0), counts)
+    cols = np.repeat(start - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+    if cs.ordered:  # an image is not compared with its own masked copy
+        keep = cs.row_pos[r0 + rows] != cs.col_pos[c0 + cols]
+        rows, cols = rows[keep], cols[keep]
     if b.triangle:
-        valid = torch.triu(valid, diagonal=1)
-    if cs.ordered:
-        valid &= torch.from_numpy(cs.row_pos[r0:r1, None] != cs.col_pos[None, c0:c1]).to(dev)
-    g_mask, i_mask = same & valid, ~same & valid
-    ga, gb = (t.cpu().numpy() for t in torch.nonzero(g_mask, as_tuple=True))
-    gvals = s[g_mask].cpu().numpy().astype(np.float32)
-    imp = s[i_mask]
+        lo = np.zeros_like(lo)  # columns before the run are below the diagonal: no pair
+    return rows, cols, lo, hi
+
+
+def _run_block(cs: ComparisonSet, b: Block, part: BlockPart) -> int:
+    """Score one block into ``part`` (float32 product on the device, statistics on the CPU); returns the
+    number of pairs it held."""
+    (r0, r1), (c0, c1) = b.rows, b.cols
+    x = (cs.rows[r0:r1] @ cs.cols[c0:c1].T).cpu().numpy()
+    rid, cid = cs.row_identity, cs.col_identity
+    if not (b.triangle or (rid[r0] <= cid[c1 - 1] and cid[c0] <= rid[r1 - 1])):  # sorted: no identity shared
+        part.moments[b.index] = ((0, 0.0, 0.0), _add_impostors(part, x))
+        _keep_top(part, cs, b, x.reshape(-1), None)
+        return x.size
+    ga, gb, lo, hi = _genuine_cells(cs, b)
+    gvals = x[ga, gb]
     if gvals.size:
-        acc.add(genuine=gvals)
-        part.genuine = KeptPairs.concat([part.genuine, KeptPairs(*_pair_positions(cs, rows[ga], cols[gb]), gvals)])
-    _add_impostors(acc, imp)
-    part.moments[b.index] = (_moments(gvals), _moments(imp.cpu().numpy()))
-    if part.keep_impostors != 0:
-        _keep_top(part, cs, s.masked_fill(~i_mask, -math.inf), rows, cols)
-    return int(gvals.size + imp.numel())
+        part.accumulator.add(genuine=gvals)
+        part.genuine = KeptPairs.concat([part.genuine, KeptPairs(*_pair_positions(cs, r0 + ga, c0 + gb), gvals)])
+    col = np.arange(c1 - c0)
+    mask = (col[None, :] < lo[:, None]) | (col[None, :] >= hi[:, None])
+    imp = x[mask]
+    part.moments[b.index] = (_stats(part).scan(gvals)[1] if gvals.size else (0, 0.0, 0.0),
+                             _add_impostors(part, imp))
+    _keep_top(part, cs, b, imp, (lo, hi))
+    return gvals.size + imp.size
 
 
-def run_blocks(cs: ComparisonSet, blocks, *, fmr_targets=(0.01, 0.001), keep_impostors: int | None = 0,
+def run_blocks(cs: ComparisonSet, blocks, *, fmr_targets=DEFAULT_TARGETS, keep_impostors: int | None = 0,
                progress=None) -> BlockPart:
     """Run ``blocks`` (any subset of ``cs.plan()``, e.g. ``plan[rank::world]``) into a :class:`BlockPart`.
 
-    ``fmr_targets``: the FMR targets to answer exactly (every part of one run must use the same).
+    ``fmr_targets``: the FMR targets to answer exactly (:func:`declared_targets`; every part of one run
+    must use the same).
     ``keep_impostors``: how many of the highest-scoring impostor pairs to keep with their positions (0: none,
     None: all, for small sets). ``progress``: called with the number of pairs of each finished block.
     """
@@ -442,8 +453,6 @@ def merge_parts(cs: ComparisonSet, parts) -> BlockPart:
     acc = ScoreAccumulator.merged([p.accumulator for p in ordered])
     acc.add_failures(genuine=cs.fta_genuine, impostor=cs.fta_impostor)
     moments = {i: m for p in parts for i, m in p.moments.items()}
-    from frmask.metrics.streaming import _Moments
-
     mg, mi = _Moments(), _Moments()
     for b in plan:
         g, i = moments[b.index]
@@ -458,7 +467,7 @@ def merge_parts(cs: ComparisonSet, parts) -> BlockPart:
     return out
 
 
-def score_embeddings(cs: ComparisonSet, *, fmr_targets=(0.01, 0.001), keep_impostors: int | None = 0,
+def score_embeddings(cs: ComparisonSet, *, fmr_targets=DEFAULT_TARGETS, keep_impostors: int | None = 0,
                      progress: bool | None = None) -> BlockPart:
     """Every block of ``cs``, merged (:func:`run_blocks` + :func:`merge_parts`), with a tqdm bar over the pairs
     (``progress``: None shows it on a terminal only, False never).
