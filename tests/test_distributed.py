@@ -138,8 +138,8 @@ def test_collectives_and_errors_reach_every_rank(tmp_path):
 
 
 def _exhaustive_summary(ordered: bool) -> dict:
-    """score_embeddings of 40 random embeddings of 6 identities (one failure to acquire) in blocks of 7
-    (21 blocks unordered, 36 ordered): every figure, the kept pairs."""
+    """score_embeddings of 40 random embeddings of 6 identities (one failure to acquire) in blocks of about 7
+    rows: every figure, the kept pairs."""
     from frmask.exhaustive import comparison_set, score_embeddings
 
     rng = np.random.default_rng(3)
@@ -174,7 +174,7 @@ def test_exhaustive_blocks_shared_by_two_processes_merge_to_one_process(tmp_path
     import torch.multiprocessing as mp
 
     one = json.loads(json.dumps({str(o): _exhaustive_summary(o) for o in (False, True)}))
-    assert (one["False"]["blocks"], one["True"]["blocks"]) == (21, 36)
+    assert min(one["False"]["blocks"], one["True"]["blocks"]) >= 8  # several blocks for each rank
     mp.spawn(_exhaustive_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     for r in range(2):
         assert json.loads((tmp_path / f"rank{r}.json").read_text()) == one
