@@ -71,6 +71,20 @@ def test_one_process_runs_steps_plainly():
         assert distributed.on_main(lambda: 5) == 5
 
 
+def test_one_process_commands_refuse_torchrun(monkeypatch, tmp_path):
+    """Under torchrun a command that does not share its work (e.g. effect, synth) would run K times into the
+    same files: refused before any work, naming the commands that do share it."""
+    from click.testing import CliRunner
+
+    from frmask.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    result = CliRunner().invoke(main, ["synth", "lfw", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and not (tmp_path / "x").exists()
+    assert "frmask synth runs as one process; under torchrun only identify, score, train share" in result.output
+
+
 # --------------------------------------------------------------------------------- two gloo processes
 
 
