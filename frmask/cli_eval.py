@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-PROTOCOL_NAMES = ("mfr2", "csv", "lfw", "cfp_fp", "cfp_ff", "agedb_30", "calfw", "cplfw")
+PROTOCOL_NAMES = ("mfr2", "csv", "folder", "lfw", "cfp_fp", "cfp_ff", "agedb_30", "calfw", "cplfw")
 SFACE_THRESHOLD = 0.363  # OpenCV's published cosine threshold for SFace (same person when >= 0.363)
 
 
@@ -102,19 +102,29 @@ def mask_settings(mask, mask_type, template, colors, coverage, color, seed):
 
 
 def run_score(embedder, protocol, out, *, model_name, detector, cache, far, fta, convention, threads, extra=None,
-              gallery=12):
-    """Score, write the run folder, and return (result, markdown table)."""
+              gallery=12, fmr_targets=(), all_scores=False):
+    """Score, write the run folder, and return (result, markdown table). Exhaustive (folder) protocols go
+    through :func:`frmask.scoring_exhaustive.score_folder`, the others through :func:`frmask.scoring.score_protocol`."""
     from frmask.distributed import on_main
     from frmask.report import check_out_dir, markdown_table, write_run
-    from frmask.scoring import score_protocol
 
     if out:
         check_out_dir(out)  # before the long part: a refused --out is said at once
     bar = _progress(len(protocol.images), f"embedding {protocol.name}")
+    common = dict(model_name=model_name, detector=detector, cache=cache, threads=threads, progress=bar.update, far=far,
+                  fta=fta, fmr_targets=fmr_targets, extra=extra)
     try:
-        result = score_protocol(embedder, protocol, model_name=model_name, detector=detector, cache=cache,
-                                threads=threads, progress=bar.update, far=far, fta=fta, convention=convention,
-                                extra=extra)
+        if getattr(protocol, "ordered", None) is not None:  # a FolderProtocol: every pair, block-wise
+            from frmask.scoring_exhaustive import score_folder
+
+            if convention != "iso":
+                raise ValueError(f"--convention {convention} needs listed pairs; the folder protocol reports the "
+                                 f"ISO rules (--convention iso)")
+            result = score_folder(embedder, protocol, all_scores=all_scores, **common)
+        else:
+            from frmask.scoring import score_protocol
+
+            result = score_protocol(embedder, protocol, convention=convention, **common)
     finally:
         bar.close()
     if out:
@@ -132,6 +142,12 @@ def _summary(result, table: str, out) -> str:
         lines.append(f"  failed: {result.protocol.images[i].key}: {reason}")
     if len(result.failures) > 5:
         lines.append(f"  ... {len(result.failures) - 5} more in failures.csv")
+    exhaustive = result.run.get("exhaustive")
+    if exhaustive:
+        lines.insert(2, f"{exhaustive['n_pairs']:,} pairs compared in {exhaustive['n_blocks']} blocks on "
+                        f"{exhaustive['device']}; scores.csv holds {exhaustive['scores_csv']}")
+        notes = result.reports["all"].notes
+        lines += [f"  note: {n}" for n in notes if "histogram" in n]
     if out:
         lines.append(f"wrote {out}/: report.html, metrics.json, scores.csv, report.md, det.png, histograms.png"
                      + (", gallery.json, gallery/" if (Path(out) / "gallery.json").is_file() else "")
@@ -142,12 +158,14 @@ def _summary(result, table: str, out) -> str:
 @click.command()
 @click.argument("model")
 @click.option("--protocol", required=True, type=click.Choice(PROTOCOL_NAMES),
-              help="mfr2 (a folder), csv (path_a,path_b,label), or an insightface .bin benchmark name.")
-@click.option("--data", required=True, type=click.Path(), help="The MFR2 folder, the pairs CSV, or the .bin file.")
+              help="mfr2 (a folder), csv (path_a,path_b,label), folder (one subfolder of images per identity, every "
+                   "pair compared), or an insightface .bin benchmark name.")
+@click.option("--data", required=True, type=click.Path(),
+              help="The MFR2 folder, the pairs CSV, the identity folders, or the .bin file.")
 @click.option("--out", type=click.Path(), help="Run folder to write (metrics.json, scores.csv, report.md, plots).")
 @click.option("--mask", default="none", show_default=True,
               type=click.Choice(["none", "masked-vs-masked", "masked-vs-nonmasked", "legacy-maskinv"]),
-              help=".bin benchmarks: mask on the fly as `frmask synth` does (same seed, same images).")
+              help=".bin benchmarks and folder: mask on the fly as `frmask synth` does (same seed, same images).")
 @mask_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the masks for --mask.")
 @click.option("--align", type=click.Choice(["auto", "detect", "none"]), default=None,
@@ -162,24 +180,28 @@ def _summary(result, table: str, out) -> str:
 @cache_options
 @click.option("--gallery", "gallery", type=click.IntRange(min=0), default=12, show_default=True, metavar="K",
               help="report.html shows the K lowest-scoring genuine and K highest-scoring impostor pairs (0: none).")
+@click.option("--fmr", "fmr_targets", type=float, multiple=True, metavar="RATE",
+              help="Extra FMR target for an exact FNMR @ FMR operating point (repeatable), e.g. --fmr 1e-5.")
+@click.option("--all-scores", is_flag=True,
+              help="folder: write every pair to scores.csv (by default only up to 1e6 pairs; above, the genuine "
+                   "pairs and the top impostors).")
 def score(model, protocol, data, out, mask, mask_type, template, colors, coverage, color, seed, align, root, detector,
           flip, device, batch_size, threads, layout, channels, normalization, size, input_name, output_name, far, fta,
-          convention, cache, no_cache, gallery):
+          convention, cache, no_cache, gallery, fmr_targets, all_scores):
     """Score the ONNX face-recognition MODEL (a path, or a zoo name: sface) on a protocol: embed every image,
     compare every pair, and report exact ISO/IEC 19795-1 metrics per scenario."""
+    options = dict(locals())
     from frmask.distributed import process_group
 
     with process_group(device) as session:  # under torchrun: the K processes share the work, rank 0 writes
-        text = _score(model, protocol, data, out, mask, mask_type, template, colors, coverage, color, seed, align,
-                      root, detector, flip, device, batch_size, threads, layout, channels, normalization, size,
-                      input_name, output_name, far, fta, convention, cache, no_cache, gallery)
+        text = _score(**options)
     if session.is_main:
         click.echo(text)
 
 
 def _score(model, protocol, data, out, mask, mask_type, template, colors, coverage, color, seed, align, root,
            detector, flip, device, batch_size, threads, layout, channels, normalization, size, input_name,
-           output_name, far, fta, convention, cache, no_cache, gallery) -> str:
+           output_name, far, fta, convention, cache, no_cache, gallery, fmr_targets, all_scores) -> str:
     from frmask.protocols import load_protocol
 
     spec, masked = mask_settings(mask, mask_type, template, colors, coverage, color, seed)
@@ -191,7 +213,7 @@ def _score(model, protocol, data, out, mask, mask_type, template, colors, covera
     try:
         result, table = run_score(embedder, proto, out, model_name=Path(model).name, detector=detector, cache=store,
                                   far=far, fta=fta, convention=convention, threads=threads, extra=extra,
-                                  gallery=gallery)
+                                  gallery=gallery, fmr_targets=fmr_targets, all_scores=all_scores)
     finally:
         if store is not None:
             store.close()

@@ -94,12 +94,11 @@ def identify(model, data, k, nonmated_fraction, seed, mask, mask_type, template,
     """1:N identification of the ONNX model MODEL (a path, or a zoo name: sface) on identity folders: enrol K
     images per identity, search every other image in the gallery, and report rank-1, the CMC and FNIR at FPIR
     (NIST IR 8271 definitions), with the CMC and FNIR(FPIR) figures."""
+    options = dict(locals())
     from frmask.distributed import process_group
 
     with process_group(device) as session:  # under torchrun: the K processes share the work, rank 0 writes
-        text = _identify(model, data, k, nonmated_fraction, seed, mask, mask_type, template, colors, coverage,
-                         color, align, detector, flip, device, batch_size, threads, layout, channels, normalization,
-                         size, input_name, output_name, ci_level, n_boot, block, cache, no_cache, out)
+        text = _identify(**options)
     if session.is_main:
         click.echo(text)
 

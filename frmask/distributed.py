@@ -118,6 +118,8 @@ def start(device=None) -> Session:
             if device == "auto":
                 device = f"cuda:{where.local_rank}" if torch.cuda.is_available() else "cpu"
             dev = torch.device(device) if device is not None else torch.device("cpu")
+            if dev.type == "cuda" and dev.index is None:  # plain "cuda": the GPU of this process on its node
+                dev = torch.device("cuda", where.local_rank)
             if dev.type == "cuda":
                 torch.cuda.set_device(dev)
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")

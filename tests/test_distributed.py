@@ -308,6 +308,25 @@ def test_torchrun_mfr2_with_sface_matches_one_process(tmp_path, monkeypatch):
     assert metrics["run"]["protocol"]["n_pairs"] == 5 and metrics["run"]["n_failures"] == 0
 
 
+def test_torchrun_folder_protocol_matches_one_process(tmp_path, monkeypatch):
+    """``frmask score --protocol folder`` (every pair of 5 identities x 4 images, one unreadable image): the
+    embedding shared by 2 ranks, the block plan dealt out and merged, the same run folder."""
+    from forged_images import random_identity_folders
+    from test_embed import matmul_model
+
+    random_identity_folders(tmp_path / "faces", identities=5, per_identity=4, seed=8)
+    (tmp_path / "faces" / "id4" / "9.png").write_bytes(b"not an image")
+    (tmp_path / "model.onnx").write_bytes(matmul_model())
+    common = ["score", str(tmp_path / "model.onnx"), "--protocol", "folder", "--data", str(tmp_path / "faces"),
+              "--fmr", "0.05", "--no-cache"]
+    _one_process([*common, "--out", str(tmp_path / "one")], monkeypatch)
+    done = _torchrun([*common, "--out", str(tmp_path / "two")], tmp_path)
+    assert done.returncode == 0, done.stderr
+    _same_run(tmp_path / "one", tmp_path / "two")
+    everything = _metrics(tmp_path / "one")["all"]
+    assert (everything["n_genuine"], everything["n_impostor"]) == (5 * 6 + 4, 21 * 20 // 2 - 5 * 6 - 4)
+
+
 def test_torchrun_identify_matches_one_process(tmp_path, monkeypatch):
     """``frmask identify`` on 10 identities x 14 images (2 left out: open set): 132 searches, so 3 probe
     blocks of 64 shared by the 2 ranks (rank 0: block 0, rank 1: blocks 1 and 2)."""

@@ -296,9 +296,7 @@ def _check_finite(values: list[float], done: int, steps: int, out: Path, trainer
 
 def _mean_over_processes(sums, world: int) -> list[float]:
     """The running sums of :func:`_run`, averaged over the ``world`` processes (all of them must call)."""
-    from frmask.distributed import all_mean
-
-    return all_mean(sums).tolist()
+    return distributed.all_mean(sums).tolist()
 
 
 class _Stop:
