@@ -214,10 +214,12 @@ def gather_arrays(array: np.ndarray) -> list[np.ndarray]:
     raw = array.view(np.uint8).reshape(-1) if array.size else np.zeros(0, np.uint8)
     width = max(sizes) * array.dtype.itemsize
     mine = torch.zeros(max(width, 1), dtype=torch.uint8)
-    mine[:raw.size] = torch.from_numpy(raw.copy())
+    mine[:raw.size] = torch.from_numpy(raw if raw.flags.writeable else raw.copy())
     parts = [torch.empty_like(mine) for _ in sizes]
     dist.all_gather(parts, mine, group=_current.ctrl)
-    return [p.numpy()[:size * array.dtype.itemsize].view(array.dtype).reshape(shape).copy()
+    del mine
+    # views of the received buffers (they stay alive with them): no second copy of everything
+    return [p.numpy()[:size * array.dtype.itemsize].view(array.dtype).reshape(shape)
             for p, size, (shape, _) in zip(parts, sizes, shapes)]
 
 

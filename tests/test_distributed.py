@@ -127,6 +127,7 @@ def _collectives_worker(rank: int, port: int, out: str) -> None:
             except Exception as exc:  # noqa: BLE001 -- what each rank raised is the point
                 seen[name] = [type(exc).__name__, str(exc)]
         seen["main_result"] = distributed.on_main(lambda: "written")
+        seen["exhaustive"] = {str(ordered): _exhaustive_summary(ordered) for ordered in (False, True)}
         distributed.barrier()
     import torch.distributed as dist
 
@@ -134,11 +135,18 @@ def _collectives_worker(rank: int, port: int, out: str) -> None:
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(seen))
 
 
-def test_collectives_and_errors_reach_every_rank(tmp_path):
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """What each of 2 gloo processes (torch.multiprocessing) saw of the collectives and the block engine."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_collectives_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
-    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    out = tmp_path_factory.mktemp("ranks")
+    mp.spawn(_collectives_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def test_collectives_and_errors_reach_every_rank(two_ranks):
+    seen = two_ranks
     expected = (np.arange(12, dtype=np.float32).reshape(3, 4) / 7).tolist()
     for r, s in enumerate(seen):
         assert s["world"] == 2 and s["destroyed"]
@@ -169,29 +177,13 @@ def _exhaustive_summary(ordered: bool) -> dict:
             "kept": [(k.i.tolist(), k.j.tolist(), k.score.tolist()) for k in (part.genuine, part.impostor)]}
 
 
-def _exhaustive_worker(rank: int, port: int, out: str) -> None:
-    import torch
-
-    from frmask import distributed
-
-    torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    with distributed.process_group("cpu"):
-        seen = {str(ordered): _exhaustive_summary(ordered) for ordered in (False, True)}
-    (Path(out) / f"rank{rank}.json").write_text(json.dumps(seen))
-
-
-def test_exhaustive_blocks_shared_by_two_processes_merge_to_one_process(tmp_path):
+def test_exhaustive_blocks_shared_by_two_processes_merge_to_one_process(two_ranks):
     """The block plan split plan[r::2] over 2 gloo processes, parts gathered and merged: every figure and
     kept pair is that of one process, on both ranks."""
-    import torch.multiprocessing as mp
-
     one = json.loads(json.dumps({str(o): _exhaustive_summary(o) for o in (False, True)}))
     assert min(one["False"]["blocks"], one["True"]["blocks"]) >= 8  # several blocks for each rank
-    mp.spawn(_exhaustive_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
-    for r in range(2):
-        assert json.loads((tmp_path / f"rank{r}.json").read_text()) == one
+    for seen in two_ranks:
+        assert seen["exhaustive"] == one
 
 
 # ------------------------------------------------------------------------------ torchrun -m frmask ...
