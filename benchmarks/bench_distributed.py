@@ -6,7 +6,7 @@ the baseline's (up to run.embedding.seconds and run.processes) and prints the wa
 the baseline. Then times the gather of the embeddings alone (`frmask.distributed.gather_arrays` over gloo)
 for ROWS x 512 float32 rows split over 2 processes.
 
-Run by hand:  python benchmarks/bench_distributed.py [--k 1 2] [--gather-rows 200000]
+Run by hand:  python benchmarks/bench_distributed.py [--k 1 2] [--gather-rows 200000] [--gather-only]
 Target: K processes on K free cores within 1/K of the baseline plus a few seconds of start-up (each process
 imports torch and loads the model); the gather a small part of the embedding time (on a loaded machine the
 ratios are noisy: compare within one run).
@@ -69,14 +69,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2], help="process counts to run")
     parser.add_argument("--gather-rows", type=int, default=200_000)
+    parser.add_argument("--gather-only", action="store_true", help="only time the gather")
     args = parser.parse_args()
-    if not MFR2.is_dir():
+    if not MFR2.is_dir() and not args.gather_only:
         raise SystemExit(f"{MFR2} is absent")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        base = _score(tmp / "one", None)
-        print(f"one process (baseline): {base:.1f} s")
-        for k in args.k:
+        base = None if args.gather_only else _score(tmp / "one", None)
+        if base is not None:
+            print(f"one process (baseline): {base:.1f} s")
+        for k in [] if args.gather_only else args.k:
             wall = _score(tmp / f"k{k}", k)
             same = _metrics(tmp / f"k{k}") == _metrics(tmp / "one")
             print(f"torchrun K={k}: {wall:.1f} s = {wall / base:.2f} x the baseline; metrics identical: {same}")
