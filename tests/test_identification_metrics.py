@@ -102,7 +102,7 @@ def brute(scores, gallery, mate, max_rank, targets):
     curve = [sum(r <= k for r in ranks) / n_m for k in range(1, max_rank + 1)]
 
     def fpir_at(t):
-        return sum(1 for v in tops if v >= t) / n_nm
+        return sum(1 for v in tops if v >= t) / n_nm if n_nm else NAN
 
     def fnir_at(t):
         return sum(1 for r, s in zip(ranks, mate_scores) if not (r == 1 and s >= t)) / n_m
@@ -110,11 +110,12 @@ def brute(scores, gallery, mate, max_rank, targets):
     observed = sorted({s for r, s in zip(ranks, mate_scores) if r == 1} | {v for v in tops if not math.isnan(v)})
     candidates = observed + [float(np.nextafter(observed[-1], math.inf))]
     points = {}
-    for target in targets:
+    for target in targets if n_nm else ():
         feasible = [t for t in candidates if fpir_at(t) <= target]
         t = min(feasible)
         assert fnir_at(t) == min(fnir_at(u) for u in feasible)  # the smallest feasible threshold is the best
         points[target] = (t, fpir_at(t), fnir_at(t), target * n_nm >= 1)
+    points.update({target: (NAN, NAN, NAN, False) for target in targets if not n_nm})
     return ranks, mate_scores, tops, curve, points, fpir_at, fnir_at
 
 
