@@ -97,8 +97,8 @@ def identify(model, data, k, nonmated_fraction, seed, mask, mask_type, template,
     images per identity, search every other image in the gallery, and report rank-1, the CMC and FNIR at FPIR
     (NIST IR 8271 definitions), with the CMC and FNIR(FPIR) figures."""
     from frmask.identify import run_identify
-    from frmask.metrics.identification import DEFAULT_FPIR_TARGETS
     from frmask.identify_report import write_identify_run
+    from frmask.metrics.identification import DEFAULT_FPIR_TARGETS
     from frmask.protocols.gallery import split_gallery
     from frmask.report import check_out_dir
 
