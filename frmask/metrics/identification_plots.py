@@ -25,6 +25,9 @@ def plot_cmc(systems, path=None, *, title: str | None = None):
         ranks = np.arange(1, curve.size + 1)
         ax.plot(ranks, 100 * curve, marker="o", markersize=3.5, label=f"{label} (rank-1 {100 * curve[0]:.2f} %)",
                 gid=f"cmc-{label}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate (%)")
     ax.set_xlim(0.5, max(len(c) for _, c in systems) + 0.5)
