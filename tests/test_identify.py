@@ -181,13 +181,18 @@ def test_cli_bad_input_leaves_nothing(tiny, args, message):
     assert not out.exists() and not list(tmp.glob(".bad*"))
 
 
-def test_cli_empty_folder_named(tmp_path):
-    root = make_tree(tmp_path / "ids", {"a": 2})
-    (root / "nobody").mkdir()
+def test_cli_short_identities_named_and_empty_folder_refused(tmp_path):
+    root = make_tree(tmp_path / "ids", {"a": 3, "b": 3, "c": 1})
     model = tmp_path / "m.onnx"
     model.write_bytes(means_model())
-    r = _identify(model, root, tmp_path / "run", "--gallery-per-identity", "1")
-    assert r.exit_code == 1 and "nobody" in r.output and not (tmp_path / "run").exists()
+    r = _identify(model, root, tmp_path / "run", "--gallery-per-identity", "2")
+    assert r.exit_code == 0, r.output
+    assert "1 identities have fewer than 2 images and are not enrolled; their images are non-mated probes: c" in r.output
+    ident = json.loads((tmp_path / "run" / "metrics.json").read_text())["identification"]
+    assert ident["short_identities"] == ["c"] and (ident["n_mated"], ident["n_nonmated"]) == (2, 1)
+    (root / "nobody").mkdir()
+    r = _identify(model, root, tmp_path / "run2", "--gallery-per-identity", "1")
+    assert r.exit_code == 1 and "nobody" in r.output and not (tmp_path / "run2").exists()
 
 
 # ------------------------------------------------------------------------------------------- real data
