@@ -84,13 +84,15 @@ def _torch_device(device: str) -> str:
 @click.option("--ci", "ci_level", type=float, default=None, is_flag=False, flag_value=0.95, metavar="[LEVEL]",
               help="Subject-bootstrap confidence intervals (default level 0.95).")
 @click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples for --ci.")
+@click.option("--fpir", "targets", type=float, multiple=True, metavar="RATE",
+              help="FPIR target of an FNIR@FPIR point (repeatable; default 0.001, 0.01 and 0.1).")
 @click.option("--block", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Probes searched per matrix product.")
 @cache_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
 def identify(model, data, k, nonmated_fraction, seed, mask, mask_type, template, colors, coverage, color, align,
              detector, flip, device, batch_size, threads, layout, channels, normalization, size, input_name,
-             output_name, ci_level, n_boot, block, cache, no_cache, out):
+             output_name, ci_level, n_boot, targets, block, cache, no_cache, out):
     """1:N identification of the ONNX model MODEL (a path, or a zoo name: sface) on identity folders: enrol K
     images per identity, search every other image in the gallery, and report rank-1, the CMC and FNIR at FPIR
     (NIST IR 8271 definitions), with the CMC and FNIR(FPIR) figures."""
@@ -109,6 +111,7 @@ def _identify(model, data, k, nonmated_fraction, seed, mask, mask_type, template
     from frmask.distributed import on_main
     from frmask.identify import run_identify
     from frmask.identify_report import write_identify_run
+    from frmask.metrics.identification import DEFAULT_FPIR_TARGETS
     from frmask.protocols.gallery import split_gallery
     from frmask.report import check_out_dir
 
@@ -128,6 +131,7 @@ def _identify(model, data, k, nonmated_fraction, seed, mask, mask_type, template
                               threads=threads, progress=bar.update, search_progress=search_bar.update,
                               device=_torch_device(device),
                               ci=ci_level, n_boot=n_boot, seed=seed, block=block,
+                              targets=targets or DEFAULT_FPIR_TARGETS,
                               extra={"data": str(data), "align": align, **masked})
     finally:
         bar.close()

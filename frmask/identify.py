@@ -6,7 +6,8 @@ apart (on several processes, :mod:`frmask.distributed`):
 1. :func:`score_probes` searches probes ``[a:b]`` in the gallery and returns their per-search results
    (:class:`~frmask.metrics.identification.SearchResults`): float32 matrix products with torch, one block of
    probes at a time (never more than a block x templates matrix), each template score folded into its
-   identity's maximum, then reduced to the mate's score and rank and the top score of each search.
+   identity's maximum, then reduced on the device to the mate's score and rank and the top score of each
+   search (:func:`~frmask.metrics.identification.searches_from_counts` applies the rules).
 2. :func:`identification_metrics` turns the results of all probes (concatenated in probe order with
    :meth:`SearchResults.concat`) into the ``identification`` figures, with subject-bootstrap intervals when
    asked.
@@ -30,7 +31,7 @@ from frmask.metrics.identification import (
     SearchResults,
     identification_ci,
     identification_report,
-    search_results,
+    searches_from_counts,
 )
 
 BLOCK = 1024  # probes per block
@@ -99,9 +100,12 @@ def score_probes(probes: np.ndarray, mate: np.ndarray, subject: np.ndarray, gall
         scores = torch.from_numpy(rows).to(dev) @ gal.T
         ids = torch.full((rows.shape[0], gallery.n_identities), -torch.inf, device=dev)
         ids.scatter_reduce_(1, gid.expand(rows.shape[0], -1), scores, reduce="amax")
-        folded = ids[:b - a].cpu().numpy().astype(np.float64)
-        folded[fta] = np.nan
-        parts.append(search_results(folded, mate[a:b], subject[a:b]))
+        ids = ids[:b - a]
+        column = torch.from_numpy(np.maximum(mate[a:b], 0)).to(dev)
+        mate_score = ids.gather(1, column[:, None])
+        count = (ids >= mate_score).sum(dim=1)
+        parts.append(searches_from_counts(mate[a:b], subject[a:b], fta, mate_score[:, 0].cpu().numpy(),
+                                          count.cpu().numpy(), ids.max(dim=1).values.cpu().numpy()))
         if progress is not None:
             progress(b - a)
     if not parts:

@@ -102,7 +102,7 @@ def brute(scores, gallery, mate, max_rank, targets):
     curve = [sum(r <= k for r in ranks) / n_m for k in range(1, max_rank + 1)]
 
     def fpir_at(t):
-        return sum(1 for v in tops if v >= t) / n_nm
+        return sum(1 for v in tops if v >= t) / n_nm if n_nm else NAN
 
     def fnir_at(t):
         return sum(1 for r, s in zip(ranks, mate_scores) if not (r == 1 and s >= t)) / n_m
@@ -110,11 +110,12 @@ def brute(scores, gallery, mate, max_rank, targets):
     observed = sorted({s for r, s in zip(ranks, mate_scores) if r == 1} | {v for v in tops if not math.isnan(v)})
     candidates = observed + [float(np.nextafter(observed[-1], math.inf))]
     points = {}
-    for target in targets:
+    for target in targets if n_nm else ():
         feasible = [t for t in candidates if fpir_at(t) <= target]
         t = min(feasible)
         assert fnir_at(t) == min(fnir_at(u) for u in feasible)  # the smallest feasible threshold is the best
         points[target] = (t, fpir_at(t), fnir_at(t), target * n_nm >= 1)
+    points.update({target: (NAN, NAN, NAN, False) for target in targets if not n_nm})
     return ranks, mate_scores, tops, curve, points, fpir_at, fnir_at
 
 
@@ -175,3 +176,21 @@ def test_bad_input():
         probe_results(np.zeros((1, 2)), np.array([0, 1]), np.array([2]))
     with pytest.raises(ValueError, match="target FPIR"):
         fnir_at_fpir(np.array([1.0]), np.array([0.5]), np.array([0.2]), (1.5,))
+
+
+def test_plots_draw_the_exact_curves(tmp_path):
+    from frmask.metrics.identification_plots import plot_cmc, plot_fnir_fpir
+
+    scores, gallery, mate = hand_case()
+    res = probe_results(scores, gallery, mate)
+    rank, mate_score = res.mated_arrays()
+    fig = plot_cmc([("m", cmc(rank, 3))], tmp_path / "cmc.png")
+    (line,) = [a for a in fig.axes[0].lines if a.get_gid() == "cmc-m"]
+    np.testing.assert_array_equal(line.get_ydata(), [25, 75, 75])
+    curve = fnir_fpir_curve(rank, mate_score, res.nonmated_top())
+    points = fnir_at_fpir(rank, mate_score, res.nonmated_top(), (0.5,))
+    fig = plot_fnir_fpir([("m", curve, points, 2)], tmp_path / "fnir_fpir.png")
+    (line,) = [a for a in fig.axes[0].lines if a.get_gid() == "fnir-fpir-m"]
+    np.testing.assert_array_equal(line.get_xdata(), np.maximum(curve[1], 0.25))  # FPIR 0 drawn at 0.5 / N
+    np.testing.assert_array_equal(line.get_ydata(), 100 * curve[2])
+    assert (tmp_path / "cmc.png").stat().st_size > 1000 and (tmp_path / "fnir_fpir.png").stat().st_size > 1000

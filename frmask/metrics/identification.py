@@ -135,16 +135,25 @@ def search_results(id_scores, mate, subject=None) -> SearchResults:
         raise ScoreError(f"mate at index {int(np.flatnonzero(mate >= s.shape[1])[0])} is outside the "
                          f"{s.shape[1]} gallery identities")
     fta = np.isnan(s).any(axis=1)
-    mated = mate >= 0
-    rows = np.arange(s.shape[0])
-    mate_score = np.where(mated, s[rows, np.maximum(mate, 0)], np.nan)
-    mate_score[fta] = np.nan
+    mate_score = s[np.arange(s.shape[0]), np.maximum(mate, 0)]
     count = (s >= mate_score[:, None]).sum(axis=1)  # the mate itself included: 1 + rivals at or above it
-    rank = np.where(mated, count.astype(np.float64), np.nan)
+    return searches_from_counts(mate, subject, fta, mate_score, count, s.max(axis=1, initial=-np.inf))
+
+
+def searches_from_counts(mate, subject, fta, mate_score, count, top) -> SearchResults:
+    """:class:`SearchResults` from per-probe reductions of an identity-score matrix, wherever they were made
+    (numpy here, torch on a device in :func:`frmask.identify.score_probes`): ``fta`` (the row held a NaN),
+    ``mate_score`` (the row's value in column ``max(mate, 0)``), ``count`` (#{columns >= that value}) and
+    ``top`` (the row's maximum); entries of FTA rows and of non-mated probes may hold anything."""
+    mate = np.asarray(mate, np.int64)
+    fta = np.asarray(fta, bool)
+    mated = mate >= 0
+    mate_score = np.where(mated & ~fta, np.asarray(mate_score, np.float64), np.nan)
+    rank = np.where(mated, np.asarray(count, np.float64), np.nan)
     rank[mated & (fta | np.isneginf(mate_score))] = np.inf
-    top = np.where(fta, np.nan, s.max(axis=1, initial=-np.inf))
-    return SearchResults(mate.copy() if subject is None else np.asarray(subject, np.int64), mate, mate_score,
-                         rank, top)
+    top = np.where(fta, np.nan, np.asarray(top, np.float64))
+    return SearchResults(mate.copy() if subject is None else np.asarray(subject, np.int64), mate, mate_score, rank,
+                         top)
 
 
 def probe_results(scores, gallery_identity, mate, *, subject=None, n_identities: int | None = None) -> SearchResults:

@@ -17,7 +17,7 @@ import numpy as np
 def plot_cmc(systems, path=None, *, title: str | None = None):
     """``systems``: ``[(label, cmc values for ranks 1..R), ...]``; returns the figure (and saves it to
     ``path`` when given)."""
-    from frmask.metrics.plots import _new_axes, save_figure
+    from frmask.metrics.plots import _new_axes
 
     fig, ax = _new_axes(None, (6, 4.2))
     for label, curve in systems:
@@ -25,12 +25,22 @@ def plot_cmc(systems, path=None, *, title: str | None = None):
         ranks = np.arange(1, curve.size + 1)
         ax.plot(ranks, 100 * curve, marker="o", markersize=3.5, label=f"{label} (rank-1 {100 * curve[0]:.2f} %)",
                 gid=f"cmc-{label}")
-    ax.set_xlabel("rank")
-    ax.set_ylabel("identification rate (%)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0.5, max(len(c) for _, c in systems) + 0.5)
+    return _finish(fig, ax, ("rank", "identification rate (%)"), title or "CMC", "lower right", path)
+
+
+def _finish(fig, ax, labels, title, legend, path):
+    """Axis labels, grid, legend and title; saved to ``path`` when given."""
+    from frmask.metrics.plots import save_figure
+
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    ax.set_title(title or "CMC")
+    ax.legend(loc=legend, fontsize="small")
+    ax.set_title(title)
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -40,7 +50,7 @@ def plot_fnir_fpir(systems, path=None, *, title: str | None = None):
     """``systems``: ``[(label, (thresholds, fpir, fnir), points, n_nonmated), ...]``: the curve of
     :func:`~frmask.metrics.identification.fnir_fpir_curve`, the
     :class:`~frmask.metrics.identification.FpirPoint` list to mark and the number of non-mated searches."""
-    from frmask.metrics.plots import _new_axes, save_figure
+    from frmask.metrics.plots import _new_axes
 
     fig, ax = _new_axes(None, (6, 4.2))
     lo = 1.0
@@ -59,12 +69,6 @@ def plot_fnir_fpir(systems, path=None, *, title: str | None = None):
     ax.set_xlim(lo * 0.8, 1.0)
     ticks = [t for t in (1e-4, 1e-3, 1e-2, 1e-1, 1.0) if t > lo * 1.5]
     ax.set_xticks([lo, *ticks], ["0", *(f"{100 * t:g} %" for t in ticks)])
-    ax.set_xlabel("FPIR (false positive identification rate)")
-    ax.set_ylabel("FNIR at rank 1 (%)")
     ax.set_ylim(0, 100)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small")
-    ax.set_title(title or "FNIR(FPIR)")
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, ax, ("FPIR (false positive identification rate)", "FNIR at rank 1 (%)"),
+                   title or "FNIR(FPIR)", "upper right", path)

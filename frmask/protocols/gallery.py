@@ -11,7 +11,8 @@ by file name: ``10.pgm`` sorts before ``2.pgm``). With ``gallery_per_identity`` 
 * **Identities with fewer than K images** cannot be enrolled with K templates: they are not enrolled and all
   their images become non-mated probes too. They are named in :attr:`GallerySplit.short` (``frmask identify``
   prints them), never dropped silently.
-* A split that enrols no identity is an error.
+* A split that enrols no identity, or leaves no mated probe (every enrolled identity has exactly K images),
+  is an error.
 
 ``mask``: ``none``; ``masked-vs-nonmasked`` masks the probes only, the gallery stays unmasked (as NIST's mask
 studies do); ``masked-vs-masked`` masks both. Masked images are exactly those of the folder protocol (the crops
@@ -87,7 +88,8 @@ def split_gallery(data, gallery_per_identity: int, *, nonmated_fraction: float =
     ``spec``/``seed``: the masks, as ``frmask synth`` draws them (``seed`` also chooses the left-out
     identities); ``align`` applies to unmasked images (``auto``: 112x112 images are aligned crops, others are
     detected). ValueError for K < 1, F outside [0, 1), an unknown mask mode, a tree the folder protocol refuses
-    (no subfolder, an identity folder without images), or a split that enrols no identity.
+    (no subfolder, an identity folder without images), or a split that enrols no identity or leaves no
+    mated probe.
     """
     k = int(gallery_per_identity)
     if k < 1 or k != gallery_per_identity:
@@ -113,6 +115,9 @@ def split_gallery(data, gallery_per_identity: int, *, nonmated_fraction: float =
         raise ValueError(f"{data}: the gallery is empty: no identity can be enrolled with {k} image(s) ({why})")
     position = np.arange(len(ident)) - np.r_[0, np.cumsum(counts)][ident]  # index of each image in its folder
     in_gallery = enrolled[ident] & (position < k)
+    if not (enrolled & (counts > k)).any():
+        raise ValueError(f"{data}: no mated probe: every enrolled identity has exactly {k} image(s), all in the "
+                         f"gallery; lower --gallery-per-identity")
     positions = np.r_[np.flatnonzero(in_gallery), np.flatnonzero(~in_gallery)]
     source = np.r_[folder.reference[positions[:in_gallery.sum()]], folder.probe[positions[in_gallery.sum():]]]
     images = [folder.images[i] for i in source]
