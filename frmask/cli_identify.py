@@ -107,7 +107,7 @@ def identify(model, data, k, nonmated_fraction, seed, mask, mask_type, template,
 
 def _identify(model, data, k, nonmated_fraction, seed, mask, mask_type, template, colors, coverage, color, align,
               detector, flip, device, batch_size, threads, layout, channels, normalization, size, input_name,
-              output_name, ci_level, n_boot, block, cache, no_cache, out) -> str:
+              output_name, ci_level, n_boot, targets, block, cache, no_cache, out) -> str:
     from frmask.distributed import on_main
     from frmask.identify import run_identify
     from frmask.identify_report import write_identify_run
