@@ -146,7 +146,7 @@ def test_float32_binning_is_the_accumulators_float64_binning():
     x = np.concatenate([near, tiny, np.array([1, -1, 1.5, -1.5, 3e38, -3e38], np.float32),
                         np.random.default_rng(0).uniform(-1.1, 1.1, 300_000).astype(np.float32)])
     acc = ScoreAccumulator((0.01,), bins=2**16)
-    hist, (n, mean, m2), lowest = BlockStatistics(acc).scan(x)
+    hist, (n, mean, _), lowest = BlockStatistics(acc).scan(x)
     acc.add(impostor=x)
     h = acc.impostor_histogram
     assert np.array_equal(hist, np.r_[h.underflow, h.counts, h.overflow])

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from forged_images import random_identity_folders
+
 from frmask.cli import main
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
