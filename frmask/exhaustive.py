@@ -40,8 +40,8 @@ from frmask.exhaustive_stats import BlockStatistics, KeptPairs
 from frmask.metrics._scores import FTA_POLICIES, allowed_errors, rate_target
 from frmask.metrics.streaming import ScoreAccumulator, _cut_for, _Moments
 
-__all__ = ["DEFAULT_BLOCK", "Block", "block_edges", "BlockPart", "ComparisonSet", "comparison_set", "declared_targets", "merge_parts", "plan_blocks",
-           "run_blocks", "score_embeddings"]
+__all__ = ["DEFAULT_BLOCK", "Block", "BlockPart", "ComparisonSet", "block_edges", "comparison_set",
+           "declared_targets", "merge_parts", "plan_blocks", "run_blocks", "score_embeddings"]
 
 DEFAULT_BLOCK = 4096  # rows (and columns) per block: 4096^2 float32 scores = 64 MiB
 HIST_RANGE = (-1.0, 1.0)  # cosine similarities; rounding beyond +-1 lands in the under/overflow counts

@@ -100,7 +100,8 @@ class BlockStatistics:
             lowest = min(lowest, float(xc.min()))
             if self.fast:
                 y = self.f32[:m]
-                np.multiply(xc, np.float32(scale), out=y)  # exact: a power of two
+                with np.errstate(over="ignore"):  # huge scores overflow to +-inf: the end bins
+                    np.multiply(xc, np.float32(scale), out=y)  # exact: a power of two
                 np.floor(y, out=y)
                 np.add(y, np.float32(self.shift), out=y)  # exact: integers below 2**24
                 np.clip(y, 0.0, float(self.bins + 1), out=y)

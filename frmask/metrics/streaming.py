@@ -57,6 +57,7 @@ __all__ = ["InexactError", "ScoreAccumulator", "ScoreHistogram"]
 
 _SMALL_FLOATS = (np.dtype(np.float16), np.dtype(np.float32))
 _SLICE = 1 << 16  # elements per scan slice: float64 scratch stays in cache
+_EDGES: dict = {}  # (lo, hi, bins) -> the read-only bin edges of that geometry
 
 
 class InexactError(ScoreError):
@@ -195,7 +196,11 @@ class ScoreAccumulator:
         self._scale = self._bins / (hi - lo)
         self._sign = 1 if higher_is_genuine else -1
         self._fta = fta
-        self._edges = self._compute_edges()
+        key = (self._lo, self._hi, self._bins)
+        if key not in _EDGES:  # the bisection takes a while for 2**16 bins: once per geometry
+            _EDGES[key] = self._compute_edges()
+            _EDGES[key].flags.writeable = False
+        self._edges = _EDGES[key]
 
         self._genuine: list[np.ndarray] = []  # acquired, working space, float32 or float64
         self._genuine_cat: np.ndarray | None = None
