@@ -104,8 +104,9 @@ _current: Session | None = None
 
 def start(device=None) -> Session:
     """Join the processes of this run (module docstring); ``device`` (a torch device or its name, or
-    ``"auto"``: ``cuda:LOCAL_RANK`` when torch has CUDA): a CUDA device makes the default group nccl (and is
-    made the current CUDA device), anything else (None: the CPU) gloo."""
+    ``"auto"``: ``cuda:LOCAL_RANK`` when torch has CUDA; plain ``"cuda"``: ``cuda:LOCAL_RANK``): a CUDA device
+    torch can use makes the default group nccl (and is made the current CUDA device), anything else (None: the
+    CPU) gloo."""
     global _current
     where = env()
     created = False
@@ -118,6 +119,8 @@ def start(device=None) -> Session:
             if device == "auto":
                 device = f"cuda:{where.local_rank}" if torch.cuda.is_available() else "cpu"
             dev = torch.device(device) if device is not None else torch.device("cpu")
+            if dev.type == "cuda" and not torch.cuda.is_available():  # e.g. onnxruntime's CUDA, torch's CPU build
+                dev = torch.device("cpu")
             if dev.type == "cuda" and dev.index is None:  # plain "cuda": the GPU of this process on its node
                 dev = torch.device("cuda", where.local_rank)
             if dev.type == "cuda":
