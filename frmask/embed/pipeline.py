@@ -173,8 +173,16 @@ def _embed_part(protocol, embedder, indices, mkey: str, detector: str, detector_
     """Embed the images ``indices`` (cache read; cache written batch by batch when ``write``)."""
     size = tuple(embedder.profile.size)
     indices = list(indices)
+
+    def read(i: int) -> bytes:
+        try:
+            return protocol.image_bytes(i)
+        except OSError as exc:  # e.g. an I/O error: say which file
+            entry = protocol.images[i]
+            raise OSError(f"{getattr(entry, 'path', None) or entry.key}: cannot read the image ({exc})") from None
+
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        blobs = list(pool.map(protocol.image_bytes, indices))
+        blobs = list(pool.map(read, indices))
     aligns = [protocol.images[i].align for i in indices]
     ikeys = [image_key(b, a) for b, a in zip(blobs, aligns)]
     found = cache.get_many(mkey, ikeys) if cache is not None else {}
