@@ -6,8 +6,9 @@ apart (on several processes, :mod:`frmask.distributed`):
 1. :func:`score_probes` searches probes ``[a:b]`` in the gallery and returns their per-search results
    (:class:`~frmask.metrics.identification.SearchResults`): float32 matrix products with torch, one block of
    probes at a time (never more than a block x templates matrix), each template score folded into its
-   identity's maximum, then reduced on the device to the mate's score and rank and the top score of each
-   search (:func:`~frmask.metrics.identification.searches_from_counts` applies the rules).
+   identity's maximum (one column per enrolled identity), then reduced on the device to the mate's score and
+   rank and the top score of each search (:func:`~frmask.metrics.identification.searches_from_counts` applies
+   the rules).
 2. :func:`identification_metrics` turns the results of all probes (concatenated in probe order with
    :meth:`SearchResults.concat`) into the ``identification`` figures, with subject-bootstrap intervals when
    asked.
@@ -90,19 +91,29 @@ def score_probes(probes: np.ndarray, mate: np.ndarray, subject: np.ndarray, gall
 
     dev = torch.device(device)
     gal = torch.from_numpy(gallery.templates).to(dev)
-    gid = torch.from_numpy(gallery.identity).to(dev)
+    present, counts = np.unique(gallery.identity, return_counts=True)  # only enrolled identities get a column
+    column = np.full(gallery.n_identities, -1, np.int64)
+    column[present] = np.arange(present.size)
+    gid = torch.from_numpy(column[gallery.identity]).to(dev)
+    # the usual layout (K templates per identity, identity after identity): K-1 maximums of strided views
+    per = int(counts[0]) if (np.diff(gallery.identity) >= 0).all() and (counts == counts[0]).all() else 0
     parts = []
     for a, b in probe_blocks(len(probes), _block_size(gallery, block)):
         chunk = np.asarray(probes[a:b], np.float32)
         fta = np.isnan(chunk).any(axis=1)
         rows = np.zeros((max(MIN_ROWS, b - a), chunk.shape[1]), np.float32)
         rows[:b - a] = np.where(fta[:, None], 0, chunk)
-        scores = torch.from_numpy(rows).to(dev) @ gal.T
-        ids = torch.full((rows.shape[0], gallery.n_identities), -torch.inf, device=dev)
-        ids.scatter_reduce_(1, gid.expand(rows.shape[0], -1), scores, reduce="amax")
-        ids = ids[:b - a]
-        column = torch.from_numpy(np.maximum(mate[a:b], 0)).to(dev)
-        mate_score = ids.gather(1, column[:, None])
+        scores = (torch.from_numpy(rows).to(dev) @ gal.T)[:b - a]
+        if per:
+            ids = scores[:, 0::per]
+            for j in range(1, per):
+                ids = torch.maximum(ids, scores[:, j::per])
+        else:
+            ids = torch.full((b - a, present.size), -torch.inf, device=dev)
+            ids.scatter_reduce_(1, gid.expand(b - a, -1), scores, reduce="amax")
+        mate_column = column[np.maximum(mate[a:b], 0)]  # -1: the mate has no template (scores -inf)
+        mate_score = ids.gather(1, torch.from_numpy(np.maximum(mate_column, 0)).to(dev)[:, None])
+        mate_score[torch.from_numpy(mate_column < 0).to(dev)] = -torch.inf
         count = (ids >= mate_score).sum(dim=1)
         parts.append(searches_from_counts(mate[a:b], subject[a:b], fta, mate_score[:, 0].cpu().numpy(),
                                           count.cpu().numpy(), ids.max(dim=1).values.cpu().numpy()))

@@ -84,13 +84,16 @@ def test_split_bad_input(tmp_path, make, kwargs, message):
 
 # ------------------------------------------------------------------------------------------- the search
 
-@pytest.mark.parametrize("block", [1, 5, 64, 1000])
-def test_block_search_equals_the_metrics_reduction(block):
+@pytest.mark.parametrize("block, per", [(1, [3, 2, 3, 1, 2, 3]), (5, [2] * 7), (64, [3, 2, 3, 1, 2, 3]),
+                                        (1000, [3] * 4 + [0, 3, 3])])
+def test_block_search_equals_the_metrics_reduction(block, per):
     """Embeddings on a 1/4 grid make every float32 product exact, so ties are real and the torch search must
-    give exactly the results of :func:`probe_results` on the numpy score matrix, for any block size."""
+    give exactly the results of :func:`probe_results` on the numpy score matrix, for any block size and for
+    uneven (scattered) and even (reshaped) templates per identity."""
     rng = np.random.default_rng(block)
-    gallery = rng.integers(-2, 3, (14, 6)).astype(np.float32) / 4
-    gid = np.repeat(np.arange(6), [3, 2, 3, 1, 2, 3])
+    gid = np.repeat(np.arange(len(per)), per)
+    gid = gid[gid < 6]  # identity 6 never has a template
+    gallery = rng.integers(-2, 3, (gid.size, 6)).astype(np.float32) / 4
     probes = rng.integers(-2, 3, (150, 6)).astype(np.float32) / 4
     probes[[3, 77]] = np.nan
     mate = rng.integers(-1, 7, 150)  # 6: an identity with no template
