@@ -24,7 +24,17 @@ blocks ``plan[r::K]``, the parts are gathered and merged):
    integers or multisets, and the float64 moments behind the FDR are kept per block and combined in plan
    order.
 
-:func:`score_embeddings` does all three in one process. The accumulator is sized with
+Per process of a ``torch.distributed`` run (what :func:`frmask.scoring_exhaustive.score_folder`'s ``compare``
+hook does; every process builds the same set from the same embeddings)::
+
+    cs = comparison_set(embeddings, identity, reference=..., probe=..., ordered=..., fta=fta)
+    part = run_blocks(cs, cs.plan()[rank::world], fmr_targets=declared_targets(far, fmr), keep_impostors=k)
+    parts = ...gather_object(part) on rank 0...      # BlockPart pickles (no scratch buffers)
+    merged = merge_parts(cs, parts)                  # rank 0; block_report(merged, cs, ...) for the figures
+
+:func:`score_embeddings` does all three in one process. The products run on ``device``; each block's scores
+then go to the CPU, where the statistics are computed with numpy (single-threaded, so the bits never depend
+on thread counts). The accumulator is sized with
 ``expected_impostors`` = the exact impostor count, so the FNMR at every declared FMR is exact; the report
 layer (:mod:`frmask.exhaustive_report`) turns it into a verification report.
 """

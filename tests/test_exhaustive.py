@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -105,6 +106,7 @@ def test_plan_split_between_processes_gives_identical_reports():
     outputs = set()
     for k in (1, 2, 3):
         parts = [run_blocks(cs, plan[r::k], fmr_targets=targets, keep_impostors=40) for r in range(k)]
+        parts = [pickle.loads(pickle.dumps(p)) for p in parts]  # as torch.distributed.gather_object sends them
         merged = merge_parts(cs, parts[::-1])  # gathered in any order
         rep = block_report(merged, cs, fmr_targets=(1e-4,))
         kept = merged.impostor
