@@ -148,7 +148,11 @@ def test_float32_binning_is_the_accumulators_float64_binning():
     x = np.concatenate([near, tiny, np.array([1, -1, 1.5, -1.5, 3e38, -3e38], np.float32),
                         np.random.default_rng(0).uniform(-1.1, 1.1, 300_000).astype(np.float32)])
     acc = ScoreAccumulator((0.01,), bins=2**16)
-    hist, (n, mean, _), lowest = BlockStatistics(acc).scan(x)
+    hist, (n, mean, _), lowest, _ = BlockStatistics(acc, threads=2).scan(x)
+    one = BlockStatistics(acc, threads=1).scan(x, cut=np.float32(0.5))  # the same bits with one thread
+    two = BlockStatistics(acc, threads=3).scan(x, cut=np.float32(0.5))
+    assert np.array_equal(one[0], hist) and one[1:3] == two[1:3] and np.array_equal(one[3], two[3])
+    assert np.array_equal(one[3], np.flatnonzero(x >= np.float32(0.5)))
     acc.add(impostor=x)
     h = acc.impostor_histogram
     assert np.array_equal(hist, np.r_[h.underflow, h.counts, h.overflow])
