@@ -177,3 +177,17 @@ def test_bad_sets_are_refused_clearly():
     e[2] = np.inf
     with pytest.raises(ValueError, match="infinite"):
         comparison_set(e, np.array([0, 0, 1, 1, 2, 2]))
+
+
+def test_accumulator_summary_entry_points_check_their_input():
+    from frmask.metrics import ScoreError
+
+    acc = ScoreAccumulator((0.01,), expected_impostors=10, fta="error")
+    with pytest.raises(ScoreError, match="policy is 'error'"):
+        acc.add_failures(impostor=1)
+    with pytest.raises(ScoreError, match="summing to n=3"):
+        acc.add_impostor_summary(n=3, candidates=np.zeros(3, np.float32), histogram=np.zeros(acc._bins + 2, np.int64),
+                                 minimum=0.0, moments=(3, 0.0, 0.0))
+    acc.add(genuine=np.ones(2, np.float32))
+    with pytest.raises(ScoreError, match="differ from the acquired"):
+        acc.replace_moments((1, 1.0, 0.0), (0, 0.0, 0.0))
