@@ -24,7 +24,17 @@ blocks ``plan[r::K]``, the parts are gathered and merged):
    integers or multisets, and the float64 moments behind the FDR are kept per block and combined in plan
    order.
 
-:func:`score_embeddings` does all three in one process. The accumulator is sized with
+Per process of a ``torch.distributed`` run (what :func:`frmask.scoring_exhaustive.score_folder`'s ``compare``
+hook does; every process builds the same set from the same embeddings)::
+
+    cs = comparison_set(embeddings, identity, reference=..., probe=..., ordered=..., fta=fta)
+    part = run_blocks(cs, cs.plan()[rank::world], fmr_targets=declared_targets(far, fmr), keep_impostors=k)
+    parts = ...gather_object(part) on rank 0...      # BlockPart pickles (no scratch buffers)
+    merged = merge_parts(cs, parts)                  # rank 0; block_report(merged, cs, ...) for the figures
+
+:func:`score_embeddings` does all three in one process. The products run on ``device``; each block's scores
+then go to the CPU, where the statistics are computed with numpy (single-threaded, so the bits never depend
+on thread counts). The accumulator is sized with
 ``expected_impostors`` = the exact impostor count, so the FNMR at every declared FMR is exact; the report
 layer (:mod:`frmask.exhaustive_report`) turns it into a verification report.
 """
@@ -299,18 +309,24 @@ def _stats(part: BlockPart) -> BlockStatistics:
     return part._stats
 
 
-def _add_impostors(part: BlockPart, x: np.ndarray) -> tuple[int, float, float]:
+def _add_impostors(part: BlockPart, x: np.ndarray) -> tuple[tuple[int, float, float], np.ndarray | None]:
     """Record float32 impostor scores ``x`` in the accumulator (through its summary entry point, handing
-    over only the scores at or above its floor); returns their moments."""
+    over only the scores at or above its floor); returns their moments and, once both floors are set, the
+    flat indices of the scores at or above the lower of the accumulator's and the top pairs' floors."""
     acc = part.accumulator
     if x.size == 0:
-        return (0, 0.0, 0.0)
-    hist, mom, lowest = _stats(part).scan(x)
-    floor = acc.floor_value
+        return (0, 0.0, 0.0), None
     flat = x.reshape(-1)
-    cand = flat if floor == -math.inf else flat[flat >= _cut_for(floor, np.dtype(np.float32))]
+    floors = [acc.floor_value] + ([part.top_floor] if part.keep_impostors != 0 else [])
+    cut = None if min(floors) == -math.inf else _cut_for(min(floors), np.dtype(np.float32))
+    hist, mom, lowest, hits = _stats(part).scan(flat, cut)
+    if acc.floor_value == -math.inf:
+        cand = flat
+    else:
+        vals = flat[hits]
+        cand = vals[vals >= _cut_for(acc.floor_value, np.dtype(np.float32))]
     acc.add_impostor_summary(n=flat.size, candidates=cand, histogram=hist, minimum=lowest, moments=mom)
-    return mom
+    return mom, hits
 
 
 def _pair_positions(cs: ComparisonSet, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -333,7 +349,7 @@ def _cells(sel: np.ndarray, lo: np.ndarray, hi: np.ndarray, width: int) -> np.nd
     return row * width + col
 
 
-def _keep_top(part: BlockPart, cs: ComparisonSet, b: Block, flat: np.ndarray, runs=None) -> None:
+def _keep_top(part: BlockPart, cs: ComparisonSet, b: Block, flat: np.ndarray, runs=None, hits=None) -> None:
     """Keep the impostor scores ``flat`` of block ``b`` (``runs``: the (lo, hi) of a mixed block, see
     :func:`_cells`; None when every cell is an impostor pair) that may be among the ``keep_impostors`` highest: every score
     >= the k-th highest kept so far, ties included, so that the final choice (:meth:`KeptPairs.top`) sees
@@ -342,7 +358,8 @@ def _keep_top(part: BlockPart, cs: ComparisonSet, b: Block, flat: np.ndarray, ru
     if k == 0 or flat.size == 0:
         return
     if part.top_floor > -math.inf:
-        sel = np.flatnonzero(flat >= np.float32(part.top_floor))
+        floor = np.float32(part.top_floor)  # a kept float32 score: exact
+        sel = np.flatnonzero(flat >= floor) if hits is None else hits[flat[hits] >= floor]
     elif k is not None and flat.size > k:
         cut = np.partition(flat, flat.size - k)[flat.size - k]
         sel = np.flatnonzero(flat >= cut)
@@ -392,8 +409,9 @@ def _run_block(cs: ComparisonSet, b: Block, part: BlockPart) -> int:
     x = (cs.rows[r0:r1] @ cs.cols[c0:c1].T).cpu().numpy()
     rid, cid = cs.row_identity, cs.col_identity
     if not (b.triangle or (rid[r0] <= cid[c1 - 1] and cid[c0] <= rid[r1 - 1])):  # sorted: no identity shared
-        part.moments[b.index] = ((0, 0.0, 0.0), _add_impostors(part, x))
-        _keep_top(part, cs, b, x.reshape(-1), None)
+        mom, hits = _add_impostors(part, x)
+        part.moments[b.index] = ((0, 0.0, 0.0), mom)
+        _keep_top(part, cs, b, x.reshape(-1), None, hits)
         return x.size
     ga, gb, lo, hi = _genuine_cells(cs, b)
     gvals = x[ga, gb]
@@ -403,9 +421,9 @@ def _run_block(cs: ComparisonSet, b: Block, part: BlockPart) -> int:
     col = np.arange(c1 - c0)
     mask = (col[None, :] < lo[:, None]) | (col[None, :] >= hi[:, None])
     imp = x[mask]
-    part.moments[b.index] = (_stats(part).scan(gvals)[1] if gvals.size else (0, 0.0, 0.0),
-                             _add_impostors(part, imp))
-    _keep_top(part, cs, b, imp, (lo, hi))
+    mom, hits = _add_impostors(part, imp)
+    part.moments[b.index] = (_stats(part).scan(gvals)[1] if gvals.size else (0, 0.0, 0.0), mom)
+    _keep_top(part, cs, b, imp, (lo, hi), hits)
     return gvals.size + imp.size
 
 
@@ -429,6 +447,9 @@ def run_blocks(cs: ComparisonSet, blocks, *, fmr_targets=DEFAULT_TARGETS, keep_i
             part.blocks.append(b.index)
             if progress is not None:
                 progress(n)
+    if getattr(part, "_stats", None) is not None:
+        part._stats.close()
+        part._stats = None
     return part
 
 

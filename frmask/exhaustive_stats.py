@@ -16,6 +16,7 @@ not depend on thread counts), and exactly what :class:`~frmask.metrics.ScoreAccu
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,9 @@ import numpy as np
 from frmask.metrics.streaming import _Moments
 
 SLICE = 1 << 17  # scores per slice: the float64 scratch (1 MiB) stays in cache
+BIN_BATCH = 1 << 20  # bin indices gathered before one bincount (its 2**16-long result is then cheap)
+THREADS = min(2, os.cpu_count() or 1)  # statistics threads per process
+_TINY = int(np.array([-(2.0**-54)], np.float32).view(np.int32)[0])  # int32 views <= this: x in [-2**-54, -0.0]
 
 
 @dataclass
@@ -72,53 +76,100 @@ def fast_binning(acc) -> bool:
 
 
 class BlockStatistics:
-    """Reusable scratch and running sums; :meth:`scan` one block of float32 scores at a time."""
+    """Reusable scratch buffers and worker threads; :meth:`scan` one block of float32 scores at a time.
 
-    def __init__(self, acc):
+    The slices of a block are shared among :data:`THREADS` threads (numpy releases the GIL), each with its
+    own scratch; every slice's moments are combined afterwards in slice order, so the result is the same
+    bits whatever the number of threads."""
+
+    def __init__(self, acc, threads: int | None = None):
         self.acc = acc
         self.fast = fast_binning(acc)
         self.bins = acc._bins
         self.shift = float(-acc._lo * acc._scale) + 1.0  # storage index = floor(x * scale) + shift
-        self.f32 = np.empty(SLICE, np.float32)
-        self.f64 = np.empty(SLICE, np.float64)
-        self.idx = np.empty(SLICE, np.intp)
+        self.threads = max(1, threads or THREADS)
+        self._scratch = [(np.empty(SLICE, np.float32), np.empty(SLICE, np.float64), np.empty(BIN_BATCH, np.intp))
+                         for _ in range(self.threads)]
+        self._pool = None
 
-    def scan(self, x: np.ndarray) -> tuple[np.ndarray, tuple[int, float, float], float]:
-        """(histogram [underflow, bins..., overflow], float64 (count, mean, M2), minimum) of float32 ``x``."""
-        flat = x.reshape(-1)
-        n = flat.size
+    def __getstate__(self):
+        raise TypeError("BlockStatistics holds scratch buffers and threads: not picklable")
+
+    def close(self) -> None:
+        """Stop the worker threads (a later :meth:`scan` starts them again)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _slices(self, flat: np.ndarray, w: int, cut) -> tuple:
+        """Worker ``w``'s share of the slices: (hist, [(slice, n, mean, M2)], minimum, [(slice, hits)])."""
+        y32, b, idx = self._scratch[w]
         hist = np.zeros(self.bins + 2, np.int64)
-        mom = _Moments()
+        moments, hits = [], []
         lowest = math.inf
-        acc, scale = self.acc, self.acc._scale
-        for s in range(0, n, SLICE):
+        filled = 0
+        scale, shift = np.float32(self.acc._scale), np.float32(self.shift)
+        for k in range(w, -(-flat.size // SLICE), self.threads):
+            s = k * SLICE
             xc = flat[s:s + SLICE]
             m = xc.size
-            b = self.f64[:m]
-            np.copyto(b, xc)
-            mc = float(b.sum()) / m
+            bm = b[:m]
+            np.copyto(bm, xc)
+            mc = float(bm.sum()) / m
             lowest = min(lowest, float(xc.min()))
+            if cut is not None:
+                hit = np.flatnonzero(xc >= cut)
+                if hit.size:
+                    hits.append((k, hit + s))
             if self.fast:
-                y = self.f32[:m]
+                if filled + m > idx.size:
+                    hist += np.bincount(idx[:filled], minlength=self.bins + 2)
+                    filled = 0
+                y = y32[:m]
                 with np.errstate(over="ignore"):  # huge scores overflow to +-inf: the end bins
-                    np.multiply(xc, np.float32(scale), out=y)  # exact: a power of two
+                    np.multiply(xc, scale, out=y)  # exact: a power of two
                 np.floor(y, out=y)
-                np.add(y, np.float32(self.shift), out=y)  # exact: integers below 2**24
+                np.add(y, shift, out=y)  # exact: integers below 2**24
                 np.clip(y, 0.0, float(self.bins + 1), out=y)
-                idx = self.idx[:m]
-                np.copyto(idx, y, casting="unsafe")
-                hist += np.bincount(idx, minlength=self.bins + 2)
-                if lowest < 0:
+                np.copyto(idx[filled:filled + m], y, casting="unsafe")
+                filled += m
+                if np.count_nonzero(xc.view(np.int32) <= _TINY) and lowest < 0:  # tiny negatives or -0.0
                     tiny = int(np.count_nonzero((xc < 0) & (xc >= -(2.0**-54))))
                     if tiny:  # 1 + x rounds to 1 in float64 (module docstring)
                         j = int(self.shift) - 1
                         hist[j] -= tiny
                         hist[j + 1] += tiny
-            np.subtract(b, mc, out=b)
-            np.square(b, out=b)
-            m2c = float(b.sum())
+            np.subtract(bm, mc, out=bm)
+            np.square(bm, out=bm)
+            moments.append((k, m, mc, float(bm.sum())))
             if not self.fast:
-                np.copyto(b, xc)
-                hist += acc._bin_counts(b, self.idx[:m])
+                np.copyto(bm, xc)
+                hist += self.acc._bin_counts(bm, idx[:m])
+        if filled:
+            hist += np.bincount(idx[:filled], minlength=self.bins + 2)
+        return hist, moments, lowest, hits
+
+    def scan(self, x: np.ndarray, cut=None) -> tuple[np.ndarray, tuple[int, float, float], float, np.ndarray | None]:
+        """(histogram [underflow, bins..., overflow], float64 (count, mean, M2), minimum, flat indices of the
+        scores >= ``cut`` in order, or None without ``cut``) of float32 ``x``."""
+        flat = x.reshape(-1)
+        n_slices = -(-flat.size // SLICE)
+        if self.threads == 1 or n_slices < 2:
+            results = [self._slices(flat, w, cut) for w in range(self.threads)]
+        else:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="frmask-stats")
+            results = list(self._pool.map(lambda w: self._slices(flat, w, cut), range(self.threads)))
+        hist = results[0][0]
+        for r in results[1:]:
+            hist += r[0]
+        mom = _Moments()
+        for _, m, mc, m2c in sorted(t for r in results for t in r[1]):
             mom.combine(m, mc, m2c)
-        return hist, (mom.n, mom.mean, mom.m2), lowest
+        hits = None
+        if cut is not None:
+            parts = [h for _, h in sorted((t for r in results for t in r[3]), key=lambda t: t[0])]
+            hits = np.concatenate(parts) if parts else np.empty(0, np.intp)
+        return hist, (mom.n, mom.mean, mom.m2), min(r[2] for r in results), hits

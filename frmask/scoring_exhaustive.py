@@ -53,19 +53,36 @@ def kept_protocol(protocol, pairs) -> Protocol:
     return kept
 
 
+def run_in_process(cs, *, fmr_targets, keep_impostors):
+    """The default ``compare`` of :func:`score_folder`: every block of the plan here, merged."""
+    from frmask.exhaustive import score_embeddings
+
+    return score_embeddings(cs, fmr_targets=fmr_targets, keep_impostors=keep_impostors)
+
+
 def score_folder(embedder, protocol, *, model_name: str = "", detector: str = "yunet", cache=None, threads: int = 2,
                  progress=None, far: float = 0.002, fta: str = "reject", fmr_targets=(), all_scores: bool = False,
-                 block=None, extra: dict | None = None):
-    """Embed, compare every pair of, and report a folder ``protocol`` with ``embedder`` (module docstring)."""
-    from frmask.exhaustive import declared_targets, score_embeddings
+                 block=None, extra: dict | None = None, embed=None, compare=None):
+    """Embed, compare every pair of, and report a folder ``protocol`` with ``embedder`` (module docstring).
+
+    Hooks for sharding (torch.distributed): ``embed(protocol)`` returns the
+    :class:`~frmask.embed.pipeline.ProtocolEmbeddings` of every image (default: :func:`frmask.scoring.embed_images`
+    here); ``compare(cs, fmr_targets=..., keep_impostors=...)`` returns the merged
+    :class:`~frmask.exhaustive.BlockPart` of the whole plan (default: :func:`run_in_process`; a distributed one
+    runs ``run_blocks(cs, cs.plan()[rank::world], ...)`` per process and ``merge_parts`` of the gathered parts).
+    """
+    from frmask.exhaustive import declared_targets
     from frmask.exhaustive_report import block_report, top_impostors_kept
     from frmask.exhaustive_stats import KeptPairs
     from frmask.scoring import ScoreResult, embed_images, protocol_provenance, run_provenance
 
-    emb = embed_images(protocol, embedder, detector=detector, cache=cache, threads=threads, progress=progress)
+    if embed is None:
+        emb = embed_images(protocol, embedder, detector=detector, cache=cache, threads=threads, progress=progress)
+    else:
+        emb = embed(protocol)
     cs = folder_comparisons(protocol, emb.embeddings, fta=fta, device=engine_device(embedder), block=block)
     keep = top_impostors_kept(cs, fmr_targets, far=far, all_scores=all_scores)
-    part = score_embeddings(cs, fmr_targets=declared_targets(far, fmr_targets), keep_impostors=keep)
+    part = (compare or run_in_process)(cs, fmr_targets=declared_targets(far, fmr_targets), keep_impostors=keep)
     report = block_report(part, cs, far=far, fmr_targets=fmr_targets)
     pairs = KeptPairs.concat([part.genuine, part.impostor]).sorted()
     kept = kept_protocol(protocol, pairs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -105,6 +106,7 @@ def test_plan_split_between_processes_gives_identical_reports():
     outputs = set()
     for k in (1, 2, 3):
         parts = [run_blocks(cs, plan[r::k], fmr_targets=targets, keep_impostors=40) for r in range(k)]
+        parts = [pickle.loads(pickle.dumps(p)) for p in parts]  # as torch.distributed.gather_object sends them
         merged = merge_parts(cs, parts[::-1])  # gathered in any order
         rep = block_report(merged, cs, fmr_targets=(1e-4,))
         kept = merged.impostor
@@ -146,7 +148,11 @@ def test_float32_binning_is_the_accumulators_float64_binning():
     x = np.concatenate([near, tiny, np.array([1, -1, 1.5, -1.5, 3e38, -3e38], np.float32),
                         np.random.default_rng(0).uniform(-1.1, 1.1, 300_000).astype(np.float32)])
     acc = ScoreAccumulator((0.01,), bins=2**16)
-    hist, (n, mean, _), lowest = BlockStatistics(acc).scan(x)
+    hist, (n, mean, _), lowest, _ = BlockStatistics(acc, threads=2).scan(x)
+    one = BlockStatistics(acc, threads=1).scan(x, cut=np.float32(0.5))  # the same bits with one thread
+    two = BlockStatistics(acc, threads=3).scan(x, cut=np.float32(0.5))
+    assert np.array_equal(one[0], hist) and one[1:3] == two[1:3] and np.array_equal(one[3], two[3])
+    assert np.array_equal(one[3], np.flatnonzero(x >= np.float32(0.5)))
     acc.add(impostor=x)
     h = acc.impostor_histogram
     assert np.array_equal(hist, np.r_[h.underflow, h.counts, h.overflow])
@@ -171,3 +177,17 @@ def test_bad_sets_are_refused_clearly():
     e[2] = np.inf
     with pytest.raises(ValueError, match="infinite"):
         comparison_set(e, np.array([0, 0, 1, 1, 2, 2]))
+
+
+def test_accumulator_summary_entry_points_check_their_input():
+    from frmask.metrics import ScoreError
+
+    acc = ScoreAccumulator((0.01,), expected_impostors=10, fta="error")
+    with pytest.raises(ScoreError, match="policy is 'error'"):
+        acc.add_failures(impostor=1)
+    with pytest.raises(ScoreError, match="summing to n=3"):
+        acc.add_impostor_summary(n=3, candidates=np.zeros(3, np.float32), histogram=np.zeros(acc._bins + 2, np.int64),
+                                 minimum=0.0, moments=(3, 0.0, 0.0))
+    acc.add(genuine=np.ones(2, np.float32))
+    with pytest.raises(ScoreError, match="differ from the acquired"):
+        acc.replace_moments((1, 1.0, 0.0), (0, 0.0, 0.0))

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from frmask.metrics.plots import (_MARKERS, _legend, _mark_size, _new_axes, _pct, _probit, _set_det_ticks,
-                                  _upper_limit, save_figure)
+from frmask.metrics.plots import (_MARKERS, _legend, _mark_size, _new_axes, _pct, _probit, _upper_limit,
+                                  det_frame, histogram_frame, save_figure)
 
 
 def plot_streamed_det(acc, path=None, *, title: str | None = None, name: str = "all", marks=(0.01, 0.001), ax=None):
     """DET curve of an accumulator (module docstring); returns the Figure."""
-    from scipy.special import ndtri
-
     _, fmr, fnmr, err = acc.approximate_det()
     ops = [acc.fnmr_at_fmr(t) for t in marks]
     lo_x, lo_y = 0.5 / acc.n_impostor, 0.5 / acc.n_genuine
@@ -37,22 +35,9 @@ def plot_streamed_det(acc, path=None, *, title: str | None = None, name: str = "
                 marker=_MARKERS[j], ms=_mark_size(j), mfc="tab:blue", mec="white", mew=1.0, gid=f"det-mark-0-{j}",
                 zorder=4)
     cross = int(np.argmax(fnmr >= fmr))
-    x_lo, y_lo = float(ndtri(lo_x)) - 0.15, float(ndtri(lo_y)) - 0.15
-    x_hi = _upper_limit([max(fmr[cross], fnmr[cross]), *marks], lo_x)
-    y_hi = _upper_limit([max(fmr[cross], fnmr[cross]), *(op.fnmr for op in ops)], lo_y)
-    ax.axline((0.0, 0.0), slope=1.0, color="0.55", lw=0.9, ls="--", gid="det-eer-line", zorder=2,
-              label="FMR = FNMR (EER)")
-    ax.set_xlim(x_lo, x_hi)
-    ax.set_ylim(y_lo, y_hi)
-    _set_det_ticks(ax.xaxis, x_lo, x_hi, float(ndtri(lo_x)), float(ndtri(1 - lo_x)))
-    _set_det_ticks(ax.yaxis, y_lo, y_hi, float(ndtri(lo_y)), float(ndtri(1 - lo_y)))
-    ax.tick_params(axis="x", labelrotation=45)
-    ax.grid(True, color="0.85", lw=0.7)
-    ax.set_axisbelow(True)
-    ax.set_xlabel("False match rate (FMR)")
-    ax.set_ylabel("False non-match rate (FNMR)")
-    if title:
-        ax.set_title(title)
+    eer_like = max(fmr[cross], fnmr[cross])
+    det_frame(ax, lo_x, lo_y, _upper_limit([eer_like, *marks], lo_x),
+              _upper_limit([eer_like, *(op.fnmr for op in ops)], lo_y), title)
     handles, labels = ax.get_legend_handles_labels()
     _legend(fig, ax, own, handles, labels, ncols=1)
     if path is not None:
@@ -83,15 +68,4 @@ def plot_streamed_histograms(acc, path=None, *, title: str | None = None, bins: 
         dens = counts / max(1, counts.sum()) / np.diff(edges)
         ax.stairs(dens, edges, fill=True, color=color, alpha=0.25, lw=0)
         ax.stairs(dens, edges, color=color, lw=1.3, label=f"{label} (n = {h.total:,})")
-    ax.set_xlabel("Comparison score")
-    ax.set_ylabel("Density")
-    ax.set_ylim(bottom=0)
-    ax.grid(True, axis="y", color="0.9", lw=0.7)
-    ax.set_axisbelow(True)
-    if title:
-        ax.set_title(title)
-    handles, labels = ax.get_legend_handles_labels()
-    _legend(fig, ax, own, handles, labels, ncols=2)
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return histogram_frame(fig, ax, own, title, path)

@@ -12,6 +12,10 @@ processes whose accumulators are combined afterwards (``merge`` / ``ScoreAccumul
 * an **approximate** DET and EER from a fine histogram with a stated, rigorous error bound
   (:meth:`ScoreAccumulator.approximate_det`, :meth:`ScoreAccumulator.approximate_eer`).
 
+Block engines (:mod:`frmask.exhaustive`) feed it chunk summaries instead of every score
+(:meth:`ScoreAccumulator.add_impostor_summary`, :meth:`ScoreAccumulator.add_failures`) and set moments they
+combined in their own fixed order (:meth:`ScoreAccumulator.replace_moments`).
+
 Conventions are those of :mod:`frmask.metrics`: similarity scores, accept when ``score >= threshold``;
 ``higher_is_genuine=False`` takes distances, negated on input (the *working space*) and whose thresholds
 are negated back on output. NaN is a failure to acquire handled by the ``fta`` policy, an infinite
