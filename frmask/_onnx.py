@@ -32,7 +32,8 @@ def make_session(model: bytes, device: str = "cpu", threads: int = 0, stacklevel
     A model onnxruntime cannot load (an unsupported IR version, an unknown operator) is a
     :class:`ValueError` naming ``source`` (:func:`load_error`), never onnxruntime's traceback.
     ``device``: ``"cpu"``; ``"cuda"`` (the CUDA provider when onnxruntime can use it, else the CPU with a
-    RuntimeWarning); ``"auto"`` (CUDA when usable, silently the CPU otherwise). ``threads`` > 0 limits
+    RuntimeWarning); ``"auto"`` (CUDA when usable, silently the CPU otherwise); under ``torchrun`` the GPU
+    is number ``LOCAL_RANK``. ``threads`` > 0 limits
     onnxruntime's intra-op threads (0: its default). Log messages below errors are silenced.
     """
     import onnxruntime as ort
@@ -42,7 +43,11 @@ def make_session(model: bytes, device: str = "cpu", threads: int = 0, stacklevel
     options.intra_op_num_threads = threads
     providers = ["CPUExecutionProvider"]
     if device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        from frmask.distributed import env
+
+        where = env()  # under torchrun, LOCAL_RANK picks the GPU of the process
+        cuda = "CUDAExecutionProvider"
+        providers = [(cuda, {"device_id": where.local_rank}) if where.world > 1 else cuda, "CPUExecutionProvider"]
     # "auto" tries CUDA quietly: onnxruntime-gpu lists its CUDA provider even where the CUDA libraries are
     # missing, and logs an error when it cannot load them. "cuda" keeps that error: it says what is missing.
     ort.set_default_logger_severity(4 if device == "auto" else 3)

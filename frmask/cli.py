@@ -38,6 +38,17 @@ class FrmaskGroup(click.Group):
 @click.version_option(__version__, prog_name="frmask")
 def main():
     """frmask: masked face recognition evaluation (synthetic masks, exact ISO/IEC 19795-1 metrics)."""
+    command = click.get_current_context().invoked_subcommand
+    if command not in SHARED_COMMANDS:
+        from frmask.distributed import env
+
+        if env().world > 1:  # K copies of a one-process command would race to write the same files
+            raise click.UsageError(f"frmask {command} runs as one process; under torchrun only "
+                                   f"{', '.join(sorted(SHARED_COMMANDS))} share the work (README: several processes)")
+
+
+#: the commands that run as several cooperating processes under torchrun (frmask.distributed)
+SHARED_COMMANDS = frozenset({"score", "identify", "train"})
 
 
 def _example_path():
@@ -308,9 +319,10 @@ def pack_bin_command(folder, out, n_pairs, folds, seed, disjoint, stop_on_error,
 
 from frmask.cli_eval import demo, report, score  # noqa: E402  (commands defined beside this module)
 from frmask.cli_effect import effect  # noqa: E402
+from frmask.cli_identify import identify  # noqa: E402
 from frmask.train.commands import export_command, pack_command, train_command  # noqa: E402
 
-for _command in (score, report, demo, effect, train_command, export_command, pack_command):
+for _command in (score, report, demo, effect, identify, train_command, export_command, pack_command):
     main.add_command(_command)
 
 

@@ -113,7 +113,9 @@ def scores_frame(result):
     keys = np.array([e.key for e in p.images], dtype=object)
     names = [n for n in p.scenario_names() if n != "all"]
     scen = [";".join(n for n in names if p.scenarios[n][k]) for k in range(p.n_pairs)]
-    frame = pd.DataFrame({"pair": np.arange(p.n_pairs), "image_a": keys[p.pair_a], "image_b": keys[p.pair_b]})
+    pair = getattr(p, "pair_ids", None)  # a subset of a larger protocol's pairs keeps their numbers
+    frame = pd.DataFrame({"pair": np.arange(p.n_pairs) if pair is None else pair, "image_a": keys[p.pair_a],
+                          "image_b": keys[p.pair_b]})
     if p.subjects_a is not None:
         frame["subject_a"], frame["subject_b"] = p.subjects_a, p.subjects_b
     frame["label"] = p.genuine.astype(np.int8)
@@ -207,6 +209,9 @@ def _run_plots(result, folder: Path, title: str) -> None:
 
     from frmask.metrics.plots import plot_det, plot_score_histograms, save_figure
 
+    if getattr(result, "accumulator", None) is not None:  # scores are a subset: plot the whole set from it
+        _streamed_plots(result.accumulator, folder, title)
+        return
     p = result.protocol
     systems = [(name, *_split(result.scores[p.selection(name)], p.genuine[p.selection(name)]))
                for name in result.reports]
@@ -222,6 +227,16 @@ def _run_plots(result, folder: Path, title: str) -> None:
     fig.tight_layout()
     save_figure(fig, folder / "histograms.png")
     plt.close(fig)
+
+
+def _streamed_plots(acc, folder: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    from frmask.metrics.plots_streamed import plot_streamed_det, plot_streamed_histograms
+
+    for fig in (plot_streamed_det(acc, folder / "det.png", title=f"DET: {title}"),
+                plot_streamed_histograms(acc, folder / "histograms.png", title=title)):
+        plt.close(fig)
 
 
 def read_run(folder) -> dict:

@@ -109,7 +109,7 @@ def metrics_table(rows, *, first: str = "scenario") -> str:
     for title, key, _ in columns:
         head += tag("th", tag("abbr", esc(title), title=COLUMN_HINTS.get(key)), class_="num")
     body = ""
-    starred = False
+    starred = estimated = False
     for label, src, path, d in rows:
         cells = tag("th", esc(label))
         for key in ("n_genuine", "n_impostor", "n_fta"):
@@ -120,7 +120,15 @@ def metrics_table(rows, *, first: str = "scenario") -> str:
             if below_resolution(d, key) and text != "–":
                 text += "*"
                 starred = True
+            approximate = bool(d.get(f"{key}_approximate"))
+            if approximate and text != "–":
+                text = "≈" + text
+                estimated = True
             inner = value(v, src, (*path, key), esc(text), class_="v")
+            if approximate and d.get(f"{key}_bound") is not None:
+                bound = d[f"{key}_bound"]
+                inner += tag("span", "± " + value(bound, src, (*path, f"{key}_bound"), esc(_cell(bound, kind)),
+                                                  class_="v"), class_="ci")
             if f"{key}_ci_low" in d:
                 lo, hi = d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high")
                 inner += tag("span", "[" + value(lo, src, (*path, f"{key}_ci_low"), esc(_cell(lo, kind)), class_="v") + ", "
@@ -130,6 +138,9 @@ def metrics_table(rows, *, first: str = "scenario") -> str:
     note = "Rates in %; FDR = (mu_G - mu_I)^2 / (sigma_G^2 + sigma_I^2)."
     if starred:
         note += " " + STAR_NOTE
+    if estimated:
+        note += (" ≈ estimated from the score histogram of an exhaustive run (too many pairs to keep): the exact "
+                 "value lies within the ± bound; every other figure is exact.")
     table = tag("table", tag("thead", tag("tr", head)) + tag("tbody", body), class_="metrics")
     return tag("div", table, class_="scroll") + tag("p", esc(note), class_="muted")
 
@@ -314,9 +325,14 @@ def run_page(folder) -> str:
             notices.append(f"{GALLERY_INDEX} is missing (a run from an older frmask, or written without a gallery)")
         add("gallery", "Gallery of the errors", _gallery(gallery, folder, notices))
     if isinstance(metrics, dict) and "identification" in metrics:
+        ident = metrics["identification"]
+        closed = isinstance(ident, dict) and ident.get("n_nonmated") == 0  # no FPIR: no fnir_fpir.png
+        names = IDENTIFICATION_FIGURES[:1] if closed else IDENTIFICATION_FIGURES
         add("identification", "Identification",
-            json_table(metrics["identification"], "metrics.json", ("identification",))
-            + _figures(folder, IDENTIFICATION_FIGURES, notices, "an identify run draws it"))
+            json_table(ident, "metrics.json", ("identification",))
+            + _figures(folder, names, notices, "an identify run draws it")
+            + (tag("p", "Closed set (no non-mated probe): FPIR is undefined, so there is no FNIR(FPIR) curve.",
+                   class_="muted") if closed else ""))
     if isinstance(effect, dict):
         add("effect", "Effect of the masks", _effect(effect, folder, notices))
     other = {k: v for k, v in (metrics or {}).items() if k not in ("run", "identification", *scen)}

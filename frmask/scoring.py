@@ -21,6 +21,9 @@ class ScoreResult:
     reports: dict
     failures: dict[int, str]
     run: dict = field(default_factory=dict)
+    #: a :class:`~frmask.metrics.ScoreAccumulator` of the whole set when ``scores`` holds only some of its
+    #: pairs (exhaustive protocols): the run folder's plots are drawn from it
+    accumulator: object = None
 
 
 def scenario_report(protocol, scores: np.ndarray, scenario: str, *, far: float = 0.002, fta: str = "reject",
@@ -58,22 +61,47 @@ def run_date() -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = "yunet", cache=None,
-                   threads: int = 2, progress=None, far: float = 0.002, fta: str = "reject",
-                   convention: str = "iso", fmr_targets=(), extra: dict | None = None) -> ScoreResult:
-    """Embed, compare and report ``protocol`` with ``embedder`` (module docstring)."""
-    from frmask._version import __version__
-    from frmask.embed.pipeline import embed_protocol, pair_scores
+def embed_images(protocol, embedder, *, detector: str = "yunet", cache=None, threads: int = 2, progress=None):
+    """:func:`frmask.embed.pipeline.embed_protocol`, refusing a protocol none of whose images could be embedded."""
+    from frmask.embed.pipeline import embed_protocol
 
     emb = embed_protocol(protocol, embedder, detector=detector, cache=cache, threads=threads, progress=progress)
     if len(emb.failures) == len(protocol.images):
         first = next(iter(emb.failures.items()))
         raise ValueError(f"no image of {protocol.name} could be embedded (e.g. {protocol.images[first[0]].key}: "
                          f"{first[1]})")
+    return emb
+
+
+def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = "yunet", cache=None,
+                   threads: int = 2, progress=None, far: float = 0.002, fta: str = "reject",
+                   convention: str = "iso", fmr_targets=(), extra: dict | None = None) -> ScoreResult:
+    """Embed, compare and report ``protocol`` with ``embedder`` (module docstring)."""
+    from frmask.embed.pipeline import pair_scores
+
+    emb = embed_images(protocol, embedder, detector=detector, cache=cache, threads=threads, progress=progress)
     scores = pair_scores(protocol, emb.embeddings)
     reports = {name: scenario_report(protocol, scores, name, far=far, fta=fta, convention=convention,
                                      fmr_targets=fmr_targets)
                for name in protocol.scenario_names()}
+    run = run_provenance(embedder, model_name=model_name, detector=detector, emb=emb,
+                         protocol=protocol_provenance(protocol, extra))
+    return ScoreResult(protocol, scores, reports, emb.failures, run)
+
+
+def protocol_provenance(protocol, extra: dict | None = None) -> dict:
+    """The ``protocol`` entry of a pair protocol's run: name, description, image and pair counts, ``extra``."""
+    return {"name": protocol.name, "description": protocol.description, "n_images": len(protocol.images),
+            "n_pairs": protocol.n_pairs, **(extra or {})}
+
+
+def run_provenance(embedder, *, model_name: str, protocol: dict, detector: str, emb) -> dict:
+    """The ``run`` entry of a run folder's ``metrics.json``: frmask version, date (:func:`run_date`), the model
+    (name, SHA-256, input profile, flip), ``protocol`` as given, the detector and the embedding counts of
+    ``emb`` (a :class:`~frmask.embed.pipeline.ProtocolEmbeddings`); ``processes`` (K) under torchrun."""
+    from frmask._version import __version__
+    from frmask.distributed import world_size
+
     profile = embedder.profile
     run = {
         "frmask": __version__,
@@ -81,13 +109,14 @@ def score_protocol(embedder, protocol, *, model_name: str = "", detector: str = 
         "model": {"name": model_name, "sha256": hashlib.sha256(embedder.model_bytes).hexdigest(),
                   "profile": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(profile).items()},
                   "flip": embedder.flip},
-        "protocol": {"name": protocol.name, "description": protocol.description, "n_images": len(protocol.images),
-                     "n_pairs": protocol.n_pairs, **(extra or {})},
+        "protocol": protocol,
         "detector": detector,
         "n_failures": len(emb.failures),
         "embedding": {"cached": emb.n_cached, "computed": emb.n_computed, "seconds": round(emb.seconds, 3)},
     }
-    return ScoreResult(protocol, scores, reports, emb.failures, run)
+    if world_size() > 1:  # under torchrun (frmask.distributed); absent for one process
+        run["processes"] = world_size()
+    return run
 
 
 class ProtocolEvaluator:

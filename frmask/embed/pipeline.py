@@ -33,7 +33,8 @@ from frmask.embed.cache import EmbeddingCache, image_key, model_key
 class ProtocolEmbeddings:
     """Embeddings of a protocol's images (NaN rows for failures) and what happened: ``n_cached`` found in the
     cache, ``n_computed`` embedded, ``n_repeated`` copies of an image met earlier in the same protocol (the same
-    bytes and alignment: a ``.bin`` stores an image once per pair it is in)."""
+    bytes and alignment: a ``.bin`` stores an image once per pair it is in; under torchrun, within a rank's
+    share)."""
 
     embeddings: np.ndarray
     failures: dict[int, str] = field(default_factory=dict)
@@ -115,34 +116,101 @@ def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_opti
 
     ``cache``: an :class:`EmbeddingCache` (None: no cache). ``threads``: image-preparation threads.
     ``progress``: called with the number of images finished after each batch (e.g. a tqdm ``update``).
+
+    Under ``torchrun`` (a :mod:`frmask.distributed` session of K > 1 processes) each rank reads, aligns and
+    embeds its contiguous share of the images (:func:`frmask.distributed.shard`), looking its share up in
+    the cache first; the shares are gathered so that every rank returns what one process would, and
+    rank 0 alone writes the new entries of all ranks to the cache, in one transaction after the gather (so
+    the SQLite file never has two writers; the other ranks only read it). A rank's error (an unreadable
+    file) is raised on every rank. ``progress`` counts rank 0's share, then the others' at the gather.
     """
+    from frmask import distributed
+
     t0 = time.perf_counter()
     n = len(protocol.images)
-    size = tuple(embedder.profile.size)
     mkey = model_key(embedder.model_bytes, profile=embedder.profile, flip=embedder.flip, detector=detector,
                      detector_options=detector_options or {})
+    if distributed.world_size() == 1:
+        part = _embed_part(protocol, embedder, range(n), mkey, detector, detector_options, cache, True, threads,
+                           progress)
+        return _assemble(n, part, time.perf_counter() - t0)
+    mine = distributed.my_shard(n)
+
+    def my_part():
+        part = _embed_part(protocol, embedder, mine, mkey, detector, detector_options, cache, False, threads,
+                           progress)
+        return part, _assemble(len(mine), part, 0.0)
+
+    part, local = distributed.checked(my_part)
+    dims = {d for d in distributed.gather_objects(local.embeddings.shape[1]) if d}
+    if len(dims) > 1:
+        raise ValueError(f"embeddings of different sizes {sorted(dims)} (a stale cache entry?)")
+    dim = dims.pop() if dims else 0
+    rows = local.embeddings if local.embeddings.shape[1] == dim else np.full((len(mine), dim), np.nan, np.float32)
+    shares = distributed.gather_objects((mine.start, local.failures, local.n_cached, local.n_repeated, part.fresh))
+    embeddings = np.concatenate(distributed.gather_arrays(rows))
+    failures, n_cached, n_repeated, fresh = {}, 0, 0, {}
+    for first, fails, cached, repeated, new in shares:
+        failures.update({first + i: reason for i, reason in fails.items()})
+        n_cached += cached
+        n_repeated += repeated
+        fresh.update({key: first + i for key, i in new.items()})
+    if progress is not None:
+        progress(n - len(mine))
+    if cache is not None:
+        distributed.on_main(lambda: cache.put_many(mkey, {key: failures.get(i, embeddings[i])
+                                                          for key, i in fresh.items()}))
+    return ProtocolEmbeddings(embeddings, failures, n_cached, n - n_cached - n_repeated, time.perf_counter() - t0,
+                              n_repeated)
+
+
+@dataclass
+class _Part:
+    """One process's images: ``results[k]`` (vector or failure reason) of the k-th index it was given, how
+    many came from the cache, how many repeated an image met earlier in the part, and the image keys it
+    computed -> their position k (for the cache)."""
+
+    results: list
+    n_cached: int
+    fresh: dict[str, int]
+    n_repeated: int = 0
+
+
+def _embed_part(protocol, embedder, indices, mkey: str, detector: str, detector_options, cache, write: bool,
+                threads: int, progress) -> _Part:
+    """Embed the images ``indices`` (cache read; cache written batch by batch when ``write``)."""
+    size = tuple(embedder.profile.size)
+    indices = list(indices)
+
+    def read(i: int) -> bytes:
+        try:
+            return protocol.image_bytes(i)
+        except OSError as exc:  # e.g. an I/O error: say which file
+            entry = protocol.images[i]
+            raise OSError(f"{getattr(entry, 'path', None) or entry.key}: cannot read the image ({exc})") from None
+
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        blobs = list(pool.map(protocol.image_bytes, range(n)))
-    aligns = [entry.align for entry in protocol.images]
+        blobs = list(pool.map(read, indices))
+    aligns = [protocol.images[i].align for i in indices]
     ikeys = [image_key(b, a) for b, a in zip(blobs, aligns)]
     found = cache.get_many(mkey, ikeys) if cache is not None else {}
     result: list[np.ndarray | str | None] = [found.get(k) for k in ikeys]
-    first: dict[str, int] = {}  # image key -> the first entry with it that is not cached: embedded once
-    for i in range(n):
-        if result[i] is None:
-            first.setdefault(ikeys[i], i)
+    first: dict[str, int] = {}  # image key -> the first position with it that is not cached: embedded once
+    for k in range(len(indices)):
+        if result[k] is None:
+            first.setdefault(ikeys[k], k)
     todo = sorted(first.values())
     n_cached = sum(r is not None for r in result)
-    n_repeated = n - n_cached - len(todo)
-    if progress is not None and n - len(todo):
-        progress(n - len(todo))
+    n_repeated = len(indices) - n_cached - len(todo)
+    if progress is not None and len(indices) - len(todo):
+        progress(len(indices) - len(todo))
 
     prepare = _Preparer(size, detector, detector_options)
     batch = embedder.batch_size if embedder.fixed_batch is None else max(embedder.batch_size, 32)
     chunks = [todo[k:k + batch] for k in range(0, len(todo), batch)]
 
     def prepare_chunk(chunk):
-        return [prepare(blobs[i], aligns[i], i) for i in chunk]
+        return [prepare(blobs[i], aligns[i], indices[i]) for i in chunk]
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         pending: deque = deque()
@@ -169,14 +237,19 @@ def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_opti
                 if isinstance(p, str):
                     result[chunk[k]] = p
                     fresh[ikeys[chunk[k]]] = p
-            if cache is not None:
+            if cache is not None and write:
                 cache.put_many(mkey, fresh)
             if progress is not None:
                 progress(len(chunk))
+    for k in range(len(indices)):
+        if result[k] is None:  # a repeat: the same bytes as a position embedded above
+            result[k] = result[first[ikeys[k]]]
+    return _Part(result, n_cached, {ikeys[k]: k for k in todo}, n_repeated)
 
-    for i in range(n):
-        if result[i] is None:  # a repeat: the same bytes as an entry embedded above
-            result[i] = result[first[ikeys[i]]]
+
+def _assemble(n: int, part: _Part, seconds: float) -> ProtocolEmbeddings:
+    """The (n, dim) float32 matrix (NaN rows for failures) and the failures of a part's results."""
+    result = part.results
     dims = {len(r) for r in result if not isinstance(r, str)}
     if len(dims) > 1:
         raise ValueError(f"embeddings of different sizes {sorted(dims)} (a stale cache entry?)")
@@ -188,7 +261,8 @@ def embed_protocol(protocol, embedder, *, detector: str = "yunet", detector_opti
             failures[i] = r
         else:
             embeddings[i] = r
-    return ProtocolEmbeddings(embeddings, failures, n_cached, len(todo), time.perf_counter() - t0, n_repeated)
+    return ProtocolEmbeddings(embeddings, failures, part.n_cached, n - part.n_cached - part.n_repeated, seconds,
+                              part.n_repeated)
 
 
 def pair_scores(protocol, embeddings: np.ndarray) -> np.ndarray:

@@ -63,6 +63,11 @@ def _subject_codes(genuine_subjects, impostor_subjects, n_g: int, n_i: int):
     return names.size, codes[:n_g], codes[n_g:].reshape(n_i, 2)
 
 
+def subject_counts(rng: np.random.Generator, n_subjects: int) -> np.ndarray:
+    """How often each of ``n_subjects`` subjects is drawn in one resample of subjects with replacement."""
+    return np.bincount(rng.integers(0, n_subjects, n_subjects), minlength=n_subjects)
+
+
 def bootstrap_resamples(genuine, impostor, *, genuine_subjects=None, impostor_subjects=None, n_boot: int = 1000,
                         seed: int = 0):
     """Yield ``n_boot`` resampled (genuine, impostor) pairs of arrays; see :func:`bootstrap_ci`."""
@@ -78,7 +83,7 @@ def bootstrap_resamples(genuine, impostor, *, genuine_subjects=None, impostor_su
         n_subj, gc, ic = _subject_codes(genuine_subjects, impostor_subjects, g.size, i.size)
     for _ in range(n_boot):
         if by_subject:
-            m = np.bincount(rng.integers(0, n_subj, n_subj), minlength=n_subj)
+            m = subject_counts(rng, n_subj)
             yield np.repeat(g, m[gc]), np.repeat(i, m[ic[:, 0]] * m[ic[:, 1]])
         else:
             yield g[rng.integers(0, g.size, g.size)], i[rng.integers(0, i.size, i.size)]

@@ -224,6 +224,47 @@ def _set_det_ticks(axis, lo: float, hi: float, zero: float, one: float) -> None:
     axis.set_ticks([], minor=True)
 
 
+def det_frame(ax, lo_x: float, lo_y: float, x_hi: float, y_hi: float, title: str | None) -> None:
+    """The DET axes around the curves: the FMR = FNMR diagonal, probit limits from the clipped rates ``lo_x``,
+    ``lo_y`` (module docstring) up to ``x_hi``, ``y_hi``, percent ticks, grid, labels and title."""
+    from scipy.special import ndtri
+
+    x_lo, y_lo = float(ndtri(lo_x)) - 0.15, float(ndtri(lo_y)) - 0.15
+    ax.axline((0.0, 0.0), slope=1.0, color="0.55", lw=0.9, ls="--", gid="det-eer-line", zorder=2,
+              label="FMR = FNMR (EER)")
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_ylim(y_lo, y_hi)
+    _set_det_ticks(ax.xaxis, x_lo, x_hi, float(ndtri(lo_x)), float(ndtri(1 - lo_x)))
+    _set_det_ticks(ax.yaxis, y_lo, y_hi, float(ndtri(lo_y)), float(ndtri(1 - lo_y)))
+    ax.tick_params(axis="x", labelrotation=45)
+    for lab in ax.get_xticklabels():
+        lab.set_horizontalalignment("right")
+        lab.set_rotation_mode("anchor")
+    ax.grid(True, color="0.85", lw=0.7)
+    ax.set_axisbelow(True)
+    ax.set_xlabel("False match rate (FMR)")
+    ax.set_ylabel("False non-match rate (FNMR)")
+    if title:
+        ax.set_title(title)
+
+
+def histogram_frame(fig, ax, own: bool, title: str | None, path) -> Figure:
+    """Labels, grid, title and legend of a score-histogram figure; written to ``path`` when given."""
+    ax.set_xlabel("Comparison score")
+    ax.set_ylabel("Density")
+    ax.set_ylim(bottom=0)
+    ax.margins(x=0.02)
+    ax.grid(True, axis="y", color="0.9", lw=0.7)
+    ax.set_axisbelow(True)
+    if title:
+        ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    _legend(fig, ax, own, handles, labels, ncols=2)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
 def plot_det(systems, path=None, *, title: str | None = None, marks=(0.01, 0.001), higher_is_genuine: bool = True,
              fta: str = "reject", ax=None, thin_above: int | None = THIN_ABOVE) -> Figure:
     """DET curves (FNMR against FMR on normal-deviate axes) of one or more systems; returns the Figure.
@@ -291,27 +332,8 @@ def plot_det(systems, path=None, *, title: str | None = None, marks=(0.01, 0.001
         cross = int(np.argmax(c.fnmr >= c.fmr))  # first threshold where FNMR catches up with FMR
         eer_like.append(max(c.fmr[cross], c.fnmr[cross]))
 
-    from scipy.special import ndtri
-
-    x_lo, y_lo = float(ndtri(lo_x)) - 0.15, float(ndtri(lo_y)) - 0.15
-    x_hi = _upper_limit([*eer_like, *marks], lo_x)
-    y_hi = _upper_limit([*eer_like, *(op.fnmr for ops in points for op in ops)], lo_y)
-    ax.axline((0.0, 0.0), slope=1.0, color="0.55", lw=0.9, ls="--", gid="det-eer-line", zorder=2,
-              label="FMR = FNMR (EER)")
-    ax.set_xlim(x_lo, x_hi)
-    ax.set_ylim(y_lo, y_hi)
-    _set_det_ticks(ax.xaxis, x_lo, x_hi, float(ndtri(lo_x)), float(ndtri(1 - lo_x)))
-    _set_det_ticks(ax.yaxis, y_lo, y_hi, float(ndtri(lo_y)), float(ndtri(1 - lo_y)))
-    ax.tick_params(axis="x", labelrotation=45)
-    for lab in ax.get_xticklabels():
-        lab.set_horizontalalignment("right")
-        lab.set_rotation_mode("anchor")
-    ax.grid(True, color="0.85", lw=0.7)
-    ax.set_axisbelow(True)
-    ax.set_xlabel("False match rate (FMR)")
-    ax.set_ylabel("False non-match rate (FNMR)")
-    if title:
-        ax.set_title(title)
+    det_frame(ax, lo_x, lo_y, _upper_limit([*eer_like, *marks], lo_x),
+              _upper_limit([*eer_like, *(op.fnmr for ops in points for op in ops)], lo_y), title)
 
     handles, labels = ax.get_legend_handles_labels()
     for j, t in enumerate(marks):
@@ -404,17 +426,4 @@ def plot_score_histograms(genuine, impostor, path=None, *, title: str | None = N
     styles = ("--", ":", "-.", (0, (5, 1, 1, 1)))
     for k, (t, label) in enumerate(lines):
         ax.axvline(t, color="0.15", lw=1.1, ls=styles[k % len(styles)], label=label, zorder=3)
-    ax.set_xlabel("Comparison score")
-    ax.set_ylabel("Density")
-    ax.set_ylim(bottom=0)
-    ax.margins(x=0.02)
-    ax.grid(True, axis="y", color="0.9", lw=0.7)
-    ax.set_axisbelow(True)
-    if title:
-        ax.set_title(title)
-    handles, labels = ax.get_legend_handles_labels()
-    _legend(fig, ax, own, handles, labels, ncols=2)
-
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return histogram_frame(fig, ax, own, title, path)

@@ -107,8 +107,29 @@ def _json_value(v):
     return v
 
 
-def _target_key(t: float) -> str:
+def target_key(t: float) -> str:
+    """The report key of an extra FMR target: ``fnmr_at_fmr_<repr(t)>``."""
     return "fnmr_at_fmr_" + repr(float(t))
+
+
+def resolution_notes(p100, p1000, pfar, far: float, extra, n_impostor: int) -> list[str]:
+    """The notes of operating points whose FMR target is below the finest step 1/N_I (``extra``: the
+    ``(target, point)`` of the extra targets)."""
+    notes = []
+    for name, p in (("FMR 1%", p100), ("FMR 0.1%", p1000), (f"FAR {far:g}", pfar)):
+        if p.below_resolution:
+            notes.append(f"{name} is below the finest FMR step 1/{n_impostor} = {1 / n_impostor:.4%}: "
+                         f"the strict rule gives FMR = 0 there")
+    for t, p in extra:
+        if p.below_resolution:
+            notes.append(f"FMR {t:g} is below the finest FMR step 1/{n_impostor}: the strict rule gives FMR = 0")
+    return notes
+
+
+def fta_note(fta_genuine: int, fta_impostor: int, fta: str) -> str:
+    """The note on failures to acquire of a report."""
+    verb = "counted as non-matches" if fta == "reject" else "excluded from the rates"
+    return f"{fta_genuine + fta_impostor} failure(s) to acquire ({fta_genuine} genuine, {fta_impostor} impostor) {verb}"
 
 
 def _figures(s: ScoreSets, far: float, fmr_targets) -> tuple[dict, list]:
@@ -126,18 +147,13 @@ def _figures(s: ScoreSets, far: float, fmr_targets) -> tuple[dict, list]:
                fmr1000_threshold=p1000.threshold, fmr1000_fmr=p1000.fmr,
                eer_threshold=e.threshold, far_threshold=pfar.threshold, far_fmr=pfar.fmr,
                max_accuracy_threshold=s.output_threshold(acc_t))
-    notes = []
-    for name, p in (("FMR 1%", p100), ("FMR 0.1%", p1000), (f"FAR {far:g}", pfar)):
-        if p.below_resolution:
-            notes.append(f"{name} is below the finest FMR step 1/{s.n_impostor} = {1 / s.n_impostor:.4%}: "
-                         f"the strict rule gives FMR = 0 there")
+    extra = []
     for t in fmr_targets:
         p = point_at_fmr(s, t, top)
-        out[_target_key(t)] = p.fnmr
-        out[_target_key(t) + "_threshold"] = p.threshold
-        if p.below_resolution:
-            notes.append(f"FMR {t:g} is below the finest FMR step 1/{s.n_impostor}: the strict rule gives FMR = 0")
-    return out, notes
+        out[target_key(t)] = p.fnmr
+        out[target_key(t) + "_threshold"] = p.threshold
+        extra.append((t, p))
+    return out, resolution_notes(p100, p1000, pfar, far, extra, s.n_impostor)
 
 
 def verification_report(genuine, impostor, *, far: float = 0.002, fmr_targets=(), convention: str = "iso",
@@ -158,8 +174,7 @@ def verification_report(genuine, impostor, *, far: float = 0.002, fmr_targets=()
     s = prepare_scores(genuine, impostor, higher_is_genuine=higher_is_genuine, fta=fta)
     figures, notes = _figures(s, far, fmr_targets)
     if s.n_fta:
-        verb = "counted as non-matches" if fta == "reject" else "excluded from the rates"
-        notes.append(f"{s.n_fta} failure(s) to acquire ({s.fta_genuine} genuine, {s.fta_impostor} impostor) {verb}")
+        notes.append(fta_note(s.fta_genuine, s.fta_impostor, fta))
     if convention == "pyeer":
         _apply_pyeer(s, figures, notes)
     if ci is not None:

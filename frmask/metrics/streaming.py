@@ -12,6 +12,10 @@ processes whose accumulators are combined afterwards (``merge`` / ``ScoreAccumul
 * an **approximate** DET and EER from a fine histogram with a stated, rigorous error bound
   (:meth:`ScoreAccumulator.approximate_det`, :meth:`ScoreAccumulator.approximate_eer`).
 
+Block engines (:mod:`frmask.exhaustive`) feed it chunk summaries instead of every score
+(:meth:`ScoreAccumulator.add_impostor_summary`, :meth:`ScoreAccumulator.add_failures`) and set moments they
+combined in their own fixed order (:meth:`ScoreAccumulator.replace_moments`).
+
 Conventions are those of :mod:`frmask.metrics`: similarity scores, accept when ``score >= threshold``;
 ``higher_is_genuine=False`` takes distances, negated on input (the *working space*) and whose thresholds
 are negated back on output. NaN is a failure to acquire handled by the ``fta`` policy, an infinite
@@ -57,6 +61,7 @@ __all__ = ["InexactError", "ScoreAccumulator", "ScoreHistogram"]
 
 _SMALL_FLOATS = (np.dtype(np.float16), np.dtype(np.float32))
 _SLICE = 1 << 16  # elements per scan slice: float64 scratch stays in cache
+_EDGES: dict = {}  # (lo, hi, bins) -> the read-only bin edges of that geometry
 
 
 class InexactError(ScoreError):
@@ -195,7 +200,11 @@ class ScoreAccumulator:
         self._scale = self._bins / (hi - lo)
         self._sign = 1 if higher_is_genuine else -1
         self._fta = fta
-        self._edges = self._compute_edges()
+        key = (self._lo, self._hi, self._bins)
+        if key not in _EDGES:  # the bisection takes a while for 2**16 bins: once per geometry
+            _EDGES[key] = self._compute_edges()
+            _EDGES[key].flags.writeable = False
+        self._edges = _EDGES[key]
 
         self._genuine: list[np.ndarray] = []  # acquired, working space, float32 or float64
         self._genuine_cat: np.ndarray | None = None
@@ -406,6 +415,60 @@ class ScoreAccumulator:
                     self._imp_min = min(self._imp_min, float(x.min()))
                     self._push_impostors(x)
         return self
+
+    def add_impostor_summary(self, *, n: int, candidates: np.ndarray, histogram: np.ndarray, minimum: float,
+                             moments: tuple[int, float, float]) -> ScoreAccumulator:
+        """Record a chunk of ``n`` acquired float32 similarity impostor scores from its summary; returns self.
+
+        For block engines (:mod:`frmask.exhaustive`) that compute the chunk's statistics themselves (on a
+        torch device) instead of handing over every score. The caller vouches for the summary, computed as
+        :meth:`add` would: ``candidates`` (float32) holds every score of the chunk that is
+        ``>= floor_value`` at the time of the call (others may be included); ``histogram`` (int64, length
+        ``bins + 2``: underflow, bins, overflow) counts the chunk with the float64 bin index of
+        :class:`ScoreHistogram`; ``minimum`` is its smallest score; ``moments`` its float64 (count, mean,
+        M2). Similarity accumulators only (``higher_is_genuine=True``); no NaN (count failures to acquire
+        with :meth:`add_failures`).
+        """
+        if self._sign < 0:
+            raise ScoreError("add_impostor_summary takes similarity scores (higher_is_genuine=True)")
+        hist = np.asarray(histogram, np.int64)
+        if hist.shape != (self._bins + 2,) or int(hist.sum()) != n:
+            raise ScoreError(f"impostor histogram must have {self._bins + 2} counts summing to n={n}")
+        if n == 0:
+            return self
+        cand = np.asarray(candidates)
+        if cand.dtype != np.float32:
+            raise ScoreError(f"impostor candidates must be float32, got {cand.dtype}")
+        self._n_acq_i += int(n)
+        self._hist_i += hist
+        self._mom_i.combine(*moments)
+        self._imp_min = min(self._imp_min, float(minimum))
+        if cand.size:
+            self._push_impostors(cand)
+        return self
+
+    def add_failures(self, *, genuine: int = 0, impostor: int = 0) -> ScoreAccumulator:
+        """Count failures to acquire (comparisons with no score, as NaN in :meth:`add`) without arrays."""
+        if (genuine or impostor) and self._fta == "error":
+            raise ScoreError(f"{genuine + impostor} comparison(s) have no score (failure to acquire) and the FTA "
+                             f"policy is 'error'")
+        self._fta_g += int(genuine)
+        self._fta_i += int(impostor)
+        return self
+
+    def replace_moments(self, genuine: tuple[int, float, float], impostor: tuple[int, float, float]) -> None:
+        """Set the float64 (count, mean, M2) of the acquired genuine and impostor scores behind :meth:`fdr`.
+
+        :meth:`merge` combines moments in merge order, so the last bits of the FDR depend on how a stream
+        was split between accumulators; an engine that keeps per-chunk moments and combines them in its own
+        fixed order (:mod:`frmask.exhaustive`) sets the result here, so the FDR does not. The counts must
+        be the accumulator's.
+        """
+        if int(genuine[0]) != self._n_acq_g or int(impostor[0]) != self._n_acq_i:
+            raise ScoreError(f"moments counts {genuine[0]}/{impostor[0]} differ from the acquired genuine/impostor "
+                             f"counts {self._n_acq_g}/{self._n_acq_i}")
+        self._mom_g = _Moments(*genuine)
+        self._mom_i = _Moments(*impostor)
 
     def _push_impostors(self, x: np.ndarray) -> None:
         """Buffer the acquired working-space impostor scores x, keeping the invariant on f."""

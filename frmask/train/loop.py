@@ -19,8 +19,8 @@ overflow is skipped, as the scaler does), whose state is part of the checkpoint.
 ``torch.compile`` (in place: state_dict keys do not change).
 
 Processes: launched with ``torchrun`` (env ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), :func:`train`
-initialises ``torch.distributed`` (nccl on CUDA, gloo on the CPU) unless the caller already did, and
-wraps the student in DistributedDataParallel. Only rank 0 writes files.
+initialises ``torch.distributed`` through :mod:`frmask.distributed` (nccl on CUDA, gloo on the CPU)
+unless the caller already did, and wraps the student in DistributedDataParallel. Only rank 0 writes files.
 
 Checkpoints (:mod:`frmask.train.checkpoint`) are written every ``checkpoint_every`` steps, at the end, and
 when SIGINT or SIGTERM arrives (the step under way completes, a checkpoint is written, :func:`train`
@@ -47,6 +47,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from frmask import distributed
 from frmask.train.config import TrainConfig, config_diff
 
 __all__ = ["Trainer", "TrainResult", "NonFiniteLoss", "train", "margin_generator", "resolve_device"]
@@ -299,13 +300,7 @@ def _check_finite(values: list[float], done: int, steps: int, out: Path, trainer
 
 def _mean_over_processes(sums, world: int) -> list[float]:
     """The running sums of :func:`_run`, averaged over the ``world`` processes (all of them must call)."""
-    values = sums.clone()
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(values)
-        values /= world
-    return values.tolist()
+    return distributed.all_mean(sums).tolist()
 
 
 class _Stop:
@@ -335,16 +330,6 @@ def _ignore_sigint(worker_id: int) -> None:
     """DataLoader worker init: leave Ctrl-C to the main process, which checkpoints and stops the workers
     (a worker that died of SIGINT would make the next batch fail instead)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _dist_env() -> tuple[int, int, int]:
-    def get(name: str, default: int) -> int:
-        try:
-            return int(os.environ.get(name, default))
-        except ValueError:
-            raise ValueError(f"environment variable {name}={os.environ.get(name)!r} is not an integer") from None
-
-    return get("RANK", 0), get("WORLD_SIZE", 1), get("LOCAL_RANK", 0)
 
 
 def _mask_augment(config: TrainConfig):
@@ -412,7 +397,6 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
     ``on_step(steps_done, trainer)`` is called after every step (tests, custom hooks).
     """
     import torch
-    import torch.distributed as dist
 
     from frmask._atomic import write_text_atomic
     from frmask.train.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
@@ -439,18 +423,12 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
                          f"{f' -> {config.kd_lambda_high:g}' if config.kd_lambda_high else ''}) and needs a "
                          f"teacher: pass --teacher (a run folder, checkpoint, backbone .pth or .onnx model)")
 
-    rank, world, local_rank = _dist_env()
-    dev = resolve_device(device, local_rank, world)
-    created_group = False
-    if world > 1 and not dist.is_initialized():
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        created_group = True
-    ctrl = bn_group = None
-    if world > 1:
-        ctrl = dist.new_group(backend="gloo")
-        bn_group = dist.new_group(backend="gloo") if dev.type != "cuda" else None
+    where = distributed.env()
+    rank, world = where.rank, where.world
+    dev = resolve_device(device, where.local_rank, world)
+    session = distributed.start(dev)  # the default group (nccl on CUDA, gloo) and the gloo control group
+    ctrl = session.ctrl
+    bn_group = session.side_group() if dev.type != "cuda" else None
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -537,8 +515,7 @@ def train(config: TrainConfig, data, out, *, teacher=None, resume: bool = False,
         fresh.discard()
         raise
     finally:
-        if created_group and dist.is_initialized():
-            dist.destroy_process_group()
+        session.close()
 
 
 def _run(trainer: Trainer, loader, logger, evaluators, on_step, start: int, out: Path, dataset, data_info,
