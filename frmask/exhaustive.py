@@ -323,7 +323,7 @@ def _add_impostors(part: BlockPart, x: np.ndarray) -> tuple[tuple[int, float, fl
     if acc.floor_value == -math.inf:
         cand = flat
     else:
-        vals = flat[hits]
+        vals = flat if hits is None else flat[hits]
         cand = vals[vals >= _cut_for(acc.floor_value, np.dtype(np.float32))]
     acc.add_impostor_summary(n=flat.size, candidates=cand, histogram=hist, minimum=lowest, moments=mom)
     return mom, hits

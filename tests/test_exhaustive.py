@@ -191,3 +191,15 @@ def test_accumulator_summary_entry_points_check_their_input():
     acc.add(genuine=np.ones(2, np.float32))
     with pytest.raises(ScoreError, match="differ from the acquired"):
         acc.replace_moments((1, 1.0, 0.0), (0, 0.0, 0.0))
+
+
+def test_keeping_every_pair_after_the_buffer_compacted():
+    """The accumulator drops low impostors (its floor rises) while the run keeps every pair: both stay exact."""
+    rng = np.random.default_rng(3)
+    e = unit(rng, 600)
+    cs = comparison_set(e, np.sort(rng.integers(0, 300, 600)), block=128)
+    part = score_embeddings(cs, keep_impostors=None, progress=False)
+    assert part.accumulator.floor_value > -np.inf and len(part.impostor) == cs.impostor_pairs
+    ref = verification_report(*kept_scores(part, cs))
+    assert part.accumulator.fnmr_at_fmr(0.001).fnmr == ref.fmr1000
+    assert part.accumulator.max_accuracy()[0] == ref.max_accuracy
