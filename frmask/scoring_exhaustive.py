@@ -87,7 +87,9 @@ def score_folder(embedder, protocol, *, model_name: str = "", detector: str = "y
     pairs = KeptPairs.concat([part.genuine, part.impostor]).sorted()
     kept = kept_protocol(protocol, pairs)
     complete = keep is None
-    scores_note = ("every pair" if complete else
+    lost = cs.fta_genuine + cs.fta_impostor
+    scores_note = (("every pair" + (f" with a score ({lost:,} without one, failures to acquire, are not listed)"
+                                    if lost else "")) if complete else
                    f"the {len(part.genuine):,} genuine pairs and the {len(part.impostor):,} highest-scoring impostor "
                    f"pairs (those that decide the FNMR at FMR {min(declared_targets(far, fmr_targets)):g}) of "
                    f"{cs.n_pairs:,}; pass --all-scores for every pair")
