@@ -71,11 +71,12 @@ def score_folder(embedder, protocol, *, model_name: str = "", detector: str = "y
     :class:`~frmask.exhaustive.BlockPart` of the whole plan (default: :func:`run_in_process`; a distributed one
     runs ``run_blocks(cs, cs.plan()[rank::world], ...)`` per process and ``merge_parts`` of the gathered parts).
     """
-    from frmask.exhaustive import declared_targets
+    from frmask.exhaustive import check_buffer, declared_targets
     from frmask.exhaustive_report import block_report, top_impostors_kept
     from frmask.exhaustive_stats import KeptPairs
     from frmask.scoring import ScoreResult, embed_images, run_provenance
 
+    check_buffer(protocol.n_pairs - protocol.n_genuine_pairs, declared_targets(far, fmr_targets))  # before any work
     if embed is None:
         emb = embed_images(protocol, embedder, detector=detector, cache=cache, threads=threads, progress=progress)
     else:

@@ -203,3 +203,11 @@ def test_keeping_every_pair_after_the_buffer_compacted():
     ref = verification_report(*kept_scores(part, cs))
     assert part.accumulator.fnmr_at_fmr(0.001).fnmr == ref.fmr1000
     assert part.accumulator.max_accuracy()[0] == ref.max_accuracy
+
+
+def test_sets_too_large_for_exact_figures_are_refused_up_front():
+    from frmask.exhaustive import check_buffer
+
+    check_buffer(10**9, (0.01,))  # 1e7 scores: fine
+    with pytest.raises(ValueError, match="2,600,000,000,000 impostor comparisons.*too large"):
+        check_buffer(2_600_000_000_000, (0.001, 0.01))
