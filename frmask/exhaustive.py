@@ -50,7 +50,7 @@ from frmask.exhaustive_stats import BlockStatistics, KeptPairs
 from frmask.metrics._scores import FTA_POLICIES, allowed_errors, rate_target
 from frmask.metrics.streaming import ScoreAccumulator, _cut_for, _Moments
 
-__all__ = ["DEFAULT_BLOCK", "Block", "BlockPart", "ComparisonSet", "block_edges", "comparison_set",
+__all__ = ["DEFAULT_BLOCK", "Block", "BlockPart", "ComparisonSet", "block_edges", "check_buffer", "comparison_set",
            "declared_targets", "merge_parts", "plan_blocks", "run_blocks", "score_embeddings"]
 
 DEFAULT_BLOCK = 4096  # rows (and columns) per block: 4096^2 float32 scores = 64 MiB
@@ -175,12 +175,19 @@ class ComparisonSet:
         need = min(self.genuine_pairs - self.fta_genuine, self.impostor_pairs - self.fta_impostor) + 2
         if need < e and need / e > max(targets):
             targets.append(need / e)
-        keep = allowed_errors(rate_target(max(targets)), e) + 1
-        if keep > MAX_BUFFER:
-            raise ValueError(f"{e:,} impostor comparisons: an exact FNMR at FMR {max(targets):g} needs the {keep:,} "
-                             f"largest impostor scores in memory (more than {MAX_BUFFER:,}); declare smaller FMR "
-                             f"targets or score a subset")
+        check_buffer(e, targets)
         return ScoreAccumulator(targets, expected_impostors=e, hist_range=HIST_RANGE, bins=bins, fta=self.fta)
+
+
+def check_buffer(n_impostor: int, fmr_targets) -> None:
+    """ValueError when an exact FNMR at the largest target needs more than :data:`MAX_BUFFER` impostor scores
+    in memory (call it before long work: the count of impostor pairs is known before any embedding)."""
+    t = max(float(v) for v in fmr_targets)
+    keep = allowed_errors(rate_target(t), max(1, int(n_impostor))) + 1
+    if keep > MAX_BUFFER:
+        raise ValueError(f"{n_impostor:,} impostor comparisons: an exact FNMR at FMR {t:g} needs the {keep:,} largest "
+                         f"impostor scores in memory (more than {MAX_BUFFER:,}); this set is too large for the "
+                         f"exhaustive engine's exact figures")
 
 
 def declared_targets(far: float = 0.002, fmr_targets=()) -> tuple[float, ...]:
@@ -323,7 +330,7 @@ def _add_impostors(part: BlockPart, x: np.ndarray) -> tuple[tuple[int, float, fl
     if acc.floor_value == -math.inf:
         cand = flat
     else:
-        vals = flat[hits]
+        vals = flat if hits is None else flat[hits]
         cand = vals[vals >= _cut_for(acc.floor_value, np.dtype(np.float32))]
     acc.add_impostor_summary(n=flat.size, candidates=cand, histogram=hist, minimum=lowest, moments=mom)
     return mom, hits

@@ -71,11 +71,12 @@ def score_folder(embedder, protocol, *, model_name: str = "", detector: str = "y
     :class:`~frmask.exhaustive.BlockPart` of the whole plan (default: :func:`run_in_process`; a distributed one
     runs ``run_blocks(cs, cs.plan()[rank::world], ...)`` per process and ``merge_parts`` of the gathered parts).
     """
-    from frmask.exhaustive import declared_targets
+    from frmask.exhaustive import check_buffer, declared_targets
     from frmask.exhaustive_report import block_report, top_impostors_kept
     from frmask.exhaustive_stats import KeptPairs
     from frmask.scoring import ScoreResult, embed_images, protocol_provenance, run_provenance
 
+    check_buffer(protocol.n_pairs - protocol.n_genuine_pairs, declared_targets(far, fmr_targets))  # before any work
     if embed is None:
         emb = embed_images(protocol, embedder, detector=detector, cache=cache, threads=threads, progress=progress)
     else:
@@ -87,7 +88,9 @@ def score_folder(embedder, protocol, *, model_name: str = "", detector: str = "y
     pairs = KeptPairs.concat([part.genuine, part.impostor]).sorted()
     kept = kept_protocol(protocol, pairs)
     complete = keep is None
-    scores_note = ("every pair" if complete else
+    lost = cs.fta_genuine + cs.fta_impostor
+    scores_note = (("every pair" + (f" with a score ({lost:,} without one, failures to acquire, are not listed)"
+                                    if lost else "")) if complete else
                    f"the {len(part.genuine):,} genuine pairs and the {len(part.impostor):,} highest-scoring impostor "
                    f"pairs (those that decide the FNMR at FMR {min(declared_targets(far, fmr_targets)):g}) of "
                    f"{cs.n_pairs:,}; pass --all-scores for every pair")

@@ -191,3 +191,23 @@ def test_accumulator_summary_entry_points_check_their_input():
     acc.add(genuine=np.ones(2, np.float32))
     with pytest.raises(ScoreError, match="differ from the acquired"):
         acc.replace_moments((1, 1.0, 0.0), (0, 0.0, 0.0))
+
+
+def test_keeping_every_pair_after_the_buffer_compacted():
+    """The accumulator drops low impostors (its floor rises) while the run keeps every pair: both stay exact."""
+    rng = np.random.default_rng(3)
+    e = unit(rng, 600)
+    cs = comparison_set(e, np.sort(rng.integers(0, 300, 600)), block=128)
+    part = score_embeddings(cs, keep_impostors=None, progress=False)
+    assert part.accumulator.floor_value > -np.inf and len(part.impostor) == cs.impostor_pairs
+    ref = verification_report(*kept_scores(part, cs))
+    assert part.accumulator.fnmr_at_fmr(0.001).fnmr == ref.fmr1000
+    assert part.accumulator.max_accuracy()[0] == ref.max_accuracy
+
+
+def test_sets_too_large_for_exact_figures_are_refused_up_front():
+    from frmask.exhaustive import check_buffer
+
+    check_buffer(10**9, (0.01,))  # 1e7 scores: fine
+    with pytest.raises(ValueError, match="2,600,000,000,000 impostor comparisons.*too large"):
+        check_buffer(2_600_000_000_000, (0.001, 0.01))
