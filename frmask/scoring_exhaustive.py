@@ -54,7 +54,8 @@ def kept_protocol(protocol, pairs) -> Protocol:
 
 
 def run_in_process(cs, *, fmr_targets, keep_impostors):
-    """The default ``compare`` of :func:`score_folder`: every block of the plan here, merged."""
+    """The default ``compare`` of :func:`score_folder`: :func:`frmask.exhaustive.score_embeddings`, every block of
+    the plan merged (under torchrun it deals the plan out to the ranks and merges their gathered parts)."""
     from frmask.exhaustive import score_embeddings
 
     return score_embeddings(cs, fmr_targets=fmr_targets, keep_impostors=keep_impostors)
