@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import socket
 from pathlib import Path
 
@@ -21,6 +20,7 @@ torch = pytest.importorskip("torch")
 
 from frmask.train.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
 from frmask.train.config import TrainConfig, load_config, parse_set, read_toml_config  # noqa: E402
+from train_hooks import ctrl_c_after
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MFR2 = DATA / "mfr2"
@@ -167,12 +167,8 @@ def test_resume_after_interrupt_reproduces_the_run(runs, faces, tmp_path):
 
     run = tmp_path / "hg_resumed"
 
-    def interrupt(done, trainer):
-        if done == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-
     first = train(_config("hg", **HG), faces, run, teacher=runs["elasticface"], progress=False,
-                  on_step=interrupt)
+                  on_step=ctrl_c_after(5))
     assert first.interrupted and first.step == 5 and [s for s, _ in list_checkpoints(run)] == [4, 5]
     second = train(_config("hg", **HG), faces, run, teacher=runs["elasticface"], resume=True, progress=False)
     assert second.step == 12 and not second.interrupted
@@ -204,12 +200,8 @@ def test_batch_augmentation_trains_and_resumes_exactly(faces, tmp_path):
     rows = _log(tmp_path / "full")
     assert len(rows) == 6 and all(np.isfinite(float(r["ce_loss"])) for r in rows)
 
-    def interrupt(done, trainer):
-        if done == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-
     run = tmp_path / "resumed"
-    first = train(config, faces, run, progress=False, on_step=interrupt)
+    first = train(config, faces, run, progress=False, on_step=ctrl_c_after(3))
     assert first.interrupted and first.step == 3
     train(config, faces, run, resume=True, progress=False)
     assert [s for s, _ in list_checkpoints(run)] == [s for s, _ in list_checkpoints(tmp_path / "full")]

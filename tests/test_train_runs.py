@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 
 import pytest
 
@@ -14,6 +13,7 @@ torch = pytest.importorskip("torch")
 from forged_images import random_identity_folders  # noqa: E402
 from frmask.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint  # noqa: E402
 from frmask.train.config import load_config  # noqa: E402
+from train_hooks import ctrl_c_after
 
 pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
@@ -75,12 +75,8 @@ def test_first_log_row_after_resume_equals_the_uninterrupted_row(faces, tmp_path
     straight = train(config, faces, tmp_path / "straight", progress=False)
     assert straight.step == 4
 
-    def interrupt(done, trainer):
-        if done == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-
     run = tmp_path / "resumed"
-    first = train(config, faces, run, progress=False, on_step=interrupt)
+    first = train(config, faces, run, progress=False, on_step=ctrl_c_after(2))
     assert first.interrupted and first.step == 2
     interval = load_checkpoint(run)["log_interval"]
     assert interval["count"] == 2 and interval["sums"][0] > 0 and interval["seconds"] > 0
