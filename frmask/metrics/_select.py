@@ -78,7 +78,7 @@ def mean_var(x: np.ndarray) -> tuple[float, float]:
     mean = total / n
     sq = 0.0
     for s in range(0, n, CHUNK):
-        d = x[s:s + CHUNK].astype(np.float64) - mean
+        d = np.subtract(x[s:s + CHUNK], mean, dtype=np.float64)  # one float64 temporary, whatever x's dtype
         sq += float(np.dot(d, d))
     return mean, sq / n
 
