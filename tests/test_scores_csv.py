@@ -149,3 +149,18 @@ def test_metrics_cli_output_unchanged_and_all_or_nothing(tmp_path):
 def test_metrics_refuses_folds_below_one(folds):
     res = CliRunner().invoke(main, ["metrics", "--folds", folds])
     assert res.exit_code == 2 and f"{folds} is not in the range x>=1" in res.output
+
+
+def test_memory_check_estimates_the_lines_of_a_large_file(tmp_path, monkeypatch):
+    """Past EXACT_COUNT_BYTES the line count of the memory check is estimated from the file's head (within a
+    few % on uniform rows) and the refusal says "about"; the table read is the same."""
+    p = tmp_path / "s.csv"
+    _random_file(p, 3000, 1, False)
+    exact = scores_csv._count_lines(p)
+    monkeypatch.setattr(scores_csv, "EXACT_COUNT_BYTES", 16 * 1024)
+    rows, is_exact = scores_csv._line_estimate(p)
+    assert not is_exact and abs(rows - exact) < 0.1 * exact
+    assert len(read_score_table(p)) == 3000
+    monkeypatch.setattr("frmask._memory.available_memory", lambda: 1000)
+    with pytest.raises(ValueError, match=rf"s.csv \(about {rows:,} lines, about 80 bytes each\) needs about"):
+        read_score_table(p, bytes_per_row=scores_csv.REPORT_BYTES_PER_ROW)

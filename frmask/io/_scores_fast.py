@@ -26,11 +26,10 @@ def _case_variants(word: str) -> list[str]:
     return ["".join(p) for p in itertools.product(*({c.lower(), c.upper()} for c in word))]
 
 
-def read_columns(path, names: list[str], markers, scores: np.ndarray, labels: np.ndarray, subjects: bool):
-    """Fill ``scores`` (float64) and ``labels`` (int8) from the file; returns (rows, subject_a, subject_b).
+def read_columns(path, names: list[str], markers, subjects: bool):
+    """The file's columns: returns (scores float64, labels int8, subject_a, subject_b).
 
-    ``names`` are the header's column names (normalised, unique); ``scores``/``labels`` must hold at least
-    the file's row count. Subjects come back as numpy str arrays (leading/trailing whitespace removed) when
+    ``names`` are the header's column names (normalised, unique). Subjects come back as numpy str arrays (leading/trailing whitespace removed) when
     ``subjects`` is true, else None. Raises :class:`Irregular` for anything the general reader must judge.
     """
     import pyarrow as pa
@@ -50,10 +49,10 @@ def read_columns(path, names: list[str], markers, scores: np.ndarray, labels: np
     sa, sb = [], []
     try:
         table = pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        scores = np.empty(table.num_rows, np.float64)
+        labels = np.empty(table.num_rows, np.int8)
         for batch in table.to_batches():
             m = batch.num_rows
-            if n + m > scores.size:
-                raise Irregular("more rows than lines")
             s = batch.column("score")
             lab = batch.column("label")
             if lab.null_count:
@@ -74,11 +73,11 @@ def read_columns(path, names: list[str], markers, scores: np.ndarray, labels: np
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise Irregular(str(exc)) from None
     if not subjects:
-        return n, None, None
+        return scores, labels, None, None
 
     def as_str(chunks):
         if not chunks:
             return np.empty(0, dtype=str)
         return np.asarray(pa.chunked_array(chunks).to_numpy(zero_copy_only=False), dtype=str)
 
-    return n, as_str(sa), as_str(sb)
+    return scores, labels, as_str(sa), as_str(sb)

@@ -92,6 +92,21 @@ def _count_lines(path: Path) -> int:
     return n + (last != b"\n")
 
 
+EXACT_COUNT_BYTES = 64 << 20  # files up to this size have their lines counted for the memory check
+
+
+def _line_estimate(path: Path) -> tuple[int, bool]:
+    """(lines, exact) for the memory check: counted in files up to :data:`EXACT_COUNT_BYTES`, else estimated
+    from the line density of the file's first :data:`EXACT_COUNT_BYTES` / 16 bytes (a pass over a large file
+    costs as much as a good part of reading it)."""
+    size = path.stat().st_size
+    if size <= EXACT_COUNT_BYTES:
+        return _count_lines(path), True
+    with open(path, "rb") as f:
+        head = f.read(EXACT_COUNT_BYTES // 16)
+    return int(size * max(head.count(b"\n"), 1) / len(head)) + 1, False
+
+
 # Peak bytes per row of `frmask metrics` (without --ci): the table (8 + 1), the report's genuine/impostor
 # split and its per-fold training sets; 65 measured on 1e7 rows (peak RSS less the interpreter's), plus margin.
 REPORT_BYTES_PER_ROW = 80
@@ -112,17 +127,20 @@ def read_score_table(path, *, chunk_rows: int = 1 << 20, bytes_per_row: int = 9)
     if not path.is_file():
         raise ScoreFileError(f"{path}: no such file")
     names, first_line = _header(path)
-    rows = _count_lines(path)
+    rows, exact = _line_estimate(path)
     subjects = "subject_a" in names and "subject_b" in names
-    require_memory(rows * max(bytes_per_row, 9), f"{path} ({rows:,} lines, about {bytes_per_row} bytes each)")
-    scores = np.empty(rows, np.float64)
-    labels = np.empty(rows, np.int8)
+    about = "" if exact else "about "
+    require_memory(rows * max(bytes_per_row, 9), f"{path} ({about}{rows:,} lines, about {bytes_per_row} bytes each)")
     unique = [n if n not in names[:i] else f"\0{i}" for i, n in enumerate(names)]
     try:
         if not first_line:
             raise Irregular("the header is not the first line")
-        n, subj_a, subj_b = read_columns(path, unique, FTA_MARKERS, scores, labels, subjects)
+        scores, labels, subj_a, subj_b = read_columns(path, unique, FTA_MARKERS, subjects)
+        n = scores.size
     except Irregular:
+        rows = _count_lines(path)
+        scores = np.empty(rows, np.float64)
+        labels = np.empty(rows, np.int8)
         n, subj_a, subj_b = _read_general(path, scores, labels, subjects, chunk_rows)
     if n == 0:
         raise ScoreFileError(f"{path}: no score rows after the header")
