@@ -107,9 +107,10 @@ def _line_estimate(path: Path) -> tuple[int, bool]:
     return int(size * max(head.count(b"\n"), 1) / len(head)) + 1, False
 
 
-# Peak bytes per row of `frmask metrics` (without --ci): the table (8 + 1), the report's genuine/impostor
-# split and its per-fold training sets; 65 measured on 1e7 rows (peak RSS less the interpreter's), plus margin.
-REPORT_BYTES_PER_ROW = 80
+# Peak bytes per row of `frmask metrics` (without --ci): while reading, pyarrow's table (8) and the result (9);
+# then the table, the report's genuine/impostor split (8) and the per-fold impostor selections. Measured peak RSS
+# less the interpreter's: 35 B/row on 1e7 rows, 31 on 1e8 (benchmarks/bench_metrics_csv.py); plus margin.
+REPORT_BYTES_PER_ROW = 48
 
 
 def read_score_table(path, *, chunk_rows: int = 1 << 20, bytes_per_row: int = 9) -> ScoreTable:

@@ -18,7 +18,7 @@ def top_k_desc(x: np.ndarray, k: int, chunk: int = CHUNK) -> np.ndarray:
         return x[:0].copy()
     if k >= n:
         return np.sort(x)[::-1]
-    if n > 2 * chunk and 16 * k < n:
+    if n > 2 * chunk and 4 * k < n:
         top = _top_k_by_cut(x, k, chunk)
         if top is not None:
             return top
