@@ -70,6 +70,7 @@ def read_columns(path, names: list[str], markers, subjects: bool):
                 sb.append(pc.utf8_trim_whitespace(batch.column("subject_b")))
             n += m
         del table
+        pa.default_memory_pool().release_unused()  # the table's memory back now, before the report allocates
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise Irregular(str(exc)) from None
     if not subjects:
