@@ -15,7 +15,7 @@ import itertools
 
 import numpy as np
 
-BLOCK = 1 << 24  # bytes of CSV text per streamed batch
+BLOCK = 1 << 24  # bytes of CSV text per block the reader's threads parse (one batch each)
 
 
 class Irregular(Exception):

@@ -116,10 +116,11 @@ REPORT_BYTES_PER_ROW = 48
 def read_score_table(path, *, chunk_rows: int = 1 << 20, bytes_per_row: int = 9) -> ScoreTable:
     """Read a score CSV (module docstring); raises :class:`ScoreFileError` naming the file and line.
 
-    Streams the file: canonical files through pyarrow's typed reader, anything else through pandas in
-    chunks of ``chunk_rows`` rows with the same checks and messages. The result takes 9 bytes per row (plus
-    the subject strings); the file is refused up front, with the figure, when ``bytes_per_row`` times its
-    line count (what the caller will need, e.g. :data:`REPORT_BYTES_PER_ROW`) would not fit in memory.
+    Canonical files go through pyarrow's typed multithreaded reader (17 bytes per row at the peak of
+    reading), anything else through pandas in chunks of ``chunk_rows`` rows with the same checks and
+    messages. The result takes 9 bytes per row (plus the subject strings); the file is refused up front,
+    with the figure, when ``bytes_per_row`` times its line count (counted, or estimated for files past
+    :data:`EXACT_COUNT_BYTES`; what the caller will need, e.g. :data:`REPORT_BYTES_PER_ROW`) would not fit.
     """
     from frmask._memory import require_memory
     from frmask.io._scores_fast import Irregular, read_columns
