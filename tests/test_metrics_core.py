@@ -403,3 +403,38 @@ def test_rates_at_threshold_hand_example_and_errors():
     for bad in (float("nan"), float("inf"), "x"):
         with pytest.raises(m.ScoreError, match="threshold"):
             rates_at_threshold([0.2], [0.1], bad)
+
+
+def test_top_k_by_cut_agrees_with_chunked_selection():
+    """The one-pass cut path (sampled cut, filter, partition) gives exactly the chunked path's values: ties,
+    sorted input (a strided sample that misleads), NaN (ranked highest, as np.partition does), small chunks."""
+    from frmask.metrics import _select
+
+    rng = np.random.default_rng(11)
+    ties = rng.integers(0, 50, 200_000).astype(np.float64)
+    ascending = np.sort(rng.standard_normal(200_000))
+    with_nan = rng.standard_normal(200_000).astype(np.float32)
+    with_nan[[5, 777]] = np.nan
+    for x in (ties, ascending, ascending[::-1].copy(), with_nan):
+        for k in (1, 9, 1000, 12_000):
+            fast = _select.top_k_desc(x, k, chunk=4096)
+            orig, _select._top_k_by_cut = _select._top_k_by_cut, lambda *a: None
+            try:
+                slow = _select.top_k_desc(x, k, chunk=4096)
+            finally:
+                _select._top_k_by_cut = orig
+            assert np.array_equal(fast, slow, equal_nan=True)
+            assert np.array_equal(fast, np.sort(x)[::-1][:k], equal_nan=True)  # NaN sorts highest, as in partition
+    assert _select._top_k_by_cut(with_nan, 1000, 4096) is not None  # the cut path itself ran
+
+
+def test_int8_labels_viewed_and_checked():
+    """0/1 int8 labels are used as a bool view; any other byte is still refused with its index."""
+    from frmask.metrics._scores import genuine_mask
+
+    s = np.array([0.1, 0.2, 0.3])
+    assert genuine_mask(s, np.array([1, 0, 1], np.int8)).tolist() == [True, False, True]
+    with pytest.raises(m.ScoreError, match="label at index 2 is -1"):
+        genuine_mask(s, np.array([1, 0, -1], np.int8))
+    with pytest.raises(m.ScoreError, match="label at index 0 is 2"):
+        genuine_mask(s, np.array([2, 0, 1], np.uint8))

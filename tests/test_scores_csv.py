@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from frmask._memory import format_bytes
 from frmask.cli import main
 from frmask.io import _scores_fast, scores_csv
 from frmask.io.scores_csv import ScoreFileError, read_score_table
@@ -98,8 +100,9 @@ def test_memory_refusal_is_a_clear_error(tmp_path, monkeypatch):
     p = tmp_path / "s.csv"
     _random_file(p, 50, 2)
     monkeypatch.setattr("frmask._memory.available_memory", lambda: 1000)
-    with pytest.raises(ValueError, match=r"s.csv \(51 lines, about 80 bytes each\) needs about 4.08 kB of memory, "
-                                          r"but only 1 kB is available"):
+    per_row = scores_csv.REPORT_BYTES_PER_ROW
+    with pytest.raises(ValueError, match=rf"s.csv \(51 lines, about {per_row} bytes each\) needs about "
+                                          rf"{re.escape(format_bytes(51 * per_row))} of memory, but only 1 kB is available"):
         read_score_table(p, bytes_per_row=scores_csv.REPORT_BYTES_PER_ROW)
 
 
@@ -120,7 +123,9 @@ def test_metrics_under_an_address_space_limit_fails_with_a_message(tmp_path):
         "main(['metrics', sys.argv[1]])\n")
     res = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 1, (res.returncode, res.stderr[-2000:])
-    assert f"Error: {p} ({n + 1:,} lines, about 80 bytes each) needs about 32 MB of memory" in res.stderr
+    per_row = scores_csv.REPORT_BYTES_PER_ROW
+    assert (f"Error: {p} ({n + 1:,} lines, about {per_row} bytes each) needs about "
+            f"{format_bytes((n + 1) * per_row)} of memory") in res.stderr
     assert "is available to this process" in res.stderr and "Traceback" not in res.stderr
 
 
@@ -149,3 +154,19 @@ def test_metrics_cli_output_unchanged_and_all_or_nothing(tmp_path):
 def test_metrics_refuses_folds_below_one(folds):
     res = CliRunner().invoke(main, ["metrics", "--folds", folds])
     assert res.exit_code == 2 and f"{folds} is not in the range x>=1" in res.output
+
+
+def test_memory_check_estimates_the_lines_of_a_large_file(tmp_path, monkeypatch):
+    """Past EXACT_COUNT_BYTES the line count of the memory check is estimated from the file's head (within a
+    few % on uniform rows) and the refusal says "about"; the table read is the same."""
+    p = tmp_path / "s.csv"
+    _random_file(p, 3000, 1, False)
+    exact = scores_csv._count_lines(p)
+    monkeypatch.setattr(scores_csv, "EXACT_COUNT_BYTES", 16 * 1024)
+    rows, is_exact = scores_csv._line_estimate(p)
+    assert not is_exact and abs(rows - exact) < 0.1 * exact
+    assert len(read_score_table(p)) == 3000
+    monkeypatch.setattr("frmask._memory.available_memory", lambda: 1000)
+    with pytest.raises(ValueError, match=rf"s.csv \(about {rows:,} lines, about {scores_csv.REPORT_BYTES_PER_ROW} "
+                                          rf"bytes each\) needs about"):
+        read_score_table(p, bytes_per_row=scores_csv.REPORT_BYTES_PER_ROW)

@@ -92,18 +92,35 @@ def _count_lines(path: Path) -> int:
     return n + (last != b"\n")
 
 
-# Peak bytes per row of `frmask metrics` (without --ci): the table (8 + 1), the report's genuine/impostor
-# split and its per-fold training sets; 65 measured on 1e7 rows (peak RSS less the interpreter's), plus margin.
-REPORT_BYTES_PER_ROW = 80
+EXACT_COUNT_BYTES = 64 << 20  # files up to this size have their lines counted for the memory check
+
+
+def _line_estimate(path: Path) -> tuple[int, bool]:
+    """(lines, exact) for the memory check: counted in files up to :data:`EXACT_COUNT_BYTES`, else estimated
+    from the line density of the file's first :data:`EXACT_COUNT_BYTES` / 16 bytes (a pass over a large file
+    costs as much as a good part of reading it)."""
+    size = path.stat().st_size
+    if size <= EXACT_COUNT_BYTES:
+        return _count_lines(path), True
+    with open(path, "rb") as f:
+        head = f.read(EXACT_COUNT_BYTES // 16)
+    return int(size * max(head.count(b"\n"), 1) / len(head)) + 1, False
+
+
+# Peak bytes per row of `frmask metrics` (without --ci): while reading, pyarrow's table (8) and the result (9);
+# then the table, the report's genuine/impostor split (8) and the per-fold impostor selections. Measured peak RSS
+# less the interpreter's: 35 B/row on 1e7 rows, 31 on 1e8 (benchmarks/bench_metrics_csv.py); plus margin.
+REPORT_BYTES_PER_ROW = 48
 
 
 def read_score_table(path, *, chunk_rows: int = 1 << 20, bytes_per_row: int = 9) -> ScoreTable:
     """Read a score CSV (module docstring); raises :class:`ScoreFileError` naming the file and line.
 
-    Streams the file: canonical files through pyarrow's typed reader, anything else through pandas in
-    chunks of ``chunk_rows`` rows with the same checks and messages. The result takes 9 bytes per row (plus
-    the subject strings); the file is refused up front, with the figure, when ``bytes_per_row`` times its
-    line count (what the caller will need, e.g. :data:`REPORT_BYTES_PER_ROW`) would not fit in memory.
+    Canonical files go through pyarrow's typed multithreaded reader (17 bytes per row at the peak of
+    reading), anything else through pandas in chunks of ``chunk_rows`` rows with the same checks and
+    messages. The result takes 9 bytes per row (plus the subject strings); the file is refused up front,
+    with the figure, when ``bytes_per_row`` times its line count (counted, or estimated for files past
+    :data:`EXACT_COUNT_BYTES`; what the caller will need, e.g. :data:`REPORT_BYTES_PER_ROW`) would not fit.
     """
     from frmask._memory import require_memory
     from frmask.io._scores_fast import Irregular, read_columns
@@ -112,17 +129,20 @@ def read_score_table(path, *, chunk_rows: int = 1 << 20, bytes_per_row: int = 9)
     if not path.is_file():
         raise ScoreFileError(f"{path}: no such file")
     names, first_line = _header(path)
-    rows = _count_lines(path)
+    rows, exact = _line_estimate(path)
     subjects = "subject_a" in names and "subject_b" in names
-    require_memory(rows * max(bytes_per_row, 9), f"{path} ({rows:,} lines, about {bytes_per_row} bytes each)")
-    scores = np.empty(rows, np.float64)
-    labels = np.empty(rows, np.int8)
+    about = "" if exact else "about "
+    require_memory(rows * max(bytes_per_row, 9), f"{path} ({about}{rows:,} lines, about {bytes_per_row} bytes each)")
     unique = [n if n not in names[:i] else f"\0{i}" for i, n in enumerate(names)]
     try:
         if not first_line:
             raise Irregular("the header is not the first line")
-        n, subj_a, subj_b = read_columns(path, unique, FTA_MARKERS, scores, labels, subjects)
+        scores, labels, subj_a, subj_b = read_columns(path, unique, FTA_MARKERS, subjects)
+        n = scores.size
     except Irregular:
+        rows = _count_lines(path)
+        scores = np.empty(rows, np.float64)
+        labels = np.empty(rows, np.int8)
         n, subj_a, subj_b = _read_general(path, scores, labels, subjects, chunk_rows)
     if n == 0:
         raise ScoreFileError(f"{path}: no score rows after the header")

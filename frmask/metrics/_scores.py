@@ -151,6 +151,10 @@ def genuine_mask(scores, labels) -> np.ndarray:
     lab = np.asarray(labels)
     if lab.shape != s.shape:
         raise ScoreError(f"labels have shape {lab.shape} but scores have shape {s.shape}")
+    if lab.dtype == bool:
+        return lab
+    if lab.dtype in (np.int8, np.uint8) and np.count_nonzero(lab.view(np.uint8) > 1) == 0:
+        return lab.view(bool)  # one byte per label, all 0/1: viewed as bool (no copy)
     bad = np.flatnonzero((lab != 0) & (lab != 1))
     if bad.size:
         raise ScoreError(f"label at index {bad[0]} is {lab[bad[0]].item()!r}; labels must be 1 (genuine) or 0 (impostor)")

@@ -18,6 +18,10 @@ def top_k_desc(x: np.ndarray, k: int, chunk: int = CHUNK) -> np.ndarray:
         return x[:0].copy()
     if k >= n:
         return np.sort(x)[::-1]
+    if n > 2 * chunk and 4 * k < n:
+        top = _top_k_by_cut(x, k, chunk)
+        if top is not None:
+            return top
     if n <= 2 * chunk:
         top = np.partition(x, n - k)[n - k:]
         return np.sort(top)[::-1]
@@ -74,7 +78,7 @@ def mean_var(x: np.ndarray) -> tuple[float, float]:
     mean = total / n
     sq = 0.0
     for s in range(0, n, CHUNK):
-        d = x[s:s + CHUNK].astype(np.float64) - mean
+        d = np.subtract(x[s:s + CHUNK], mean, dtype=np.float64)  # one float64 temporary, whatever x's dtype
         sq += float(np.dot(d, d))
     return mean, sq / n
 
@@ -83,3 +87,26 @@ def reject_all_threshold(*arrays: np.ndarray):
     """The smallest working-dtype value above every score: accepting ``score >= t`` accepts nothing."""
     top = max(a.max() for a in arrays if a.size)
     return np.nextafter(top, np.inf)
+
+
+SAMPLE = 1 << 16  # values of the strided sample that estimates a cut below the k largest
+
+
+def _top_k_by_cut(x: np.ndarray, k: int, chunk: int) -> np.ndarray | None:
+    """The k largest values of x sorted descending, found by one filtering pass: a cut estimated from a strided
+    sample (with a margin) keeps every value not below it (NaN included, as ``np.partition`` ranks NaN
+    highest); None when fewer than k values pass (the caller then selects chunk by chunk). Exact either way:
+    when at least k values are >= the cut, the k largest are all among them."""
+    step = max(1, x.size // SAMPLE)
+    sample = np.sort(x[::step])
+    m = sample.size
+    want = k * m / x.size
+    rank = int(1.2 * want + 4 * np.sqrt(want) + 16)  # expected kept values: about 1.2 k
+    if rank >= m:
+        return None
+    cut = sample[m - 1 - rank]
+    kept = [c[~(c < cut)] for c in (x[s:s + chunk] for s in range(0, x.size, chunk))]
+    kept = np.concatenate(kept)
+    if kept.size < k:
+        return None
+    return np.sort(np.partition(kept, kept.size - k)[kept.size - k:])[::-1]

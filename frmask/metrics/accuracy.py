@@ -170,8 +170,8 @@ def _fold_impostor_tops(scores, is_genuine, bounds, higher_is_genuine) -> list[n
     k = min(int(np.count_nonzero(is_genuine & finite)), int(np.count_nonzero(~is_genuine & finite))) + 1
     tops = []
     for a, b in bounds:
-        x = scores[a:b][~is_genuine[a:b] & finite[a:b]]
-        tops.append(top_k_desc(sign * x.astype(np.float64), k))
+        x = scores[a:b][~is_genuine[a:b] & finite[a:b]].astype(np.float64, copy=False)  # a copy already
+        tops.append(top_k_desc(x if sign > 0 else -x, k))
     return tops
 
 

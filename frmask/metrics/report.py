@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from frmask.metrics._scores import ScoreError, ScoreSets, as_score_array, prepare_scores, split_by_label
+from frmask.metrics._scores import ScoreError, ScoreSets, as_score_array, genuine_mask, prepare_scores
 from frmask.metrics._select import top_k_desc
 from frmask.metrics.accuracy import kfold_accuracy, max_accuracy_point
 from frmask.metrics.eer import eer_point
@@ -235,8 +235,8 @@ def pairs_report(scores, labels, *, subjects_a=None, subjects_b=None, folds: int
         raise ScoreError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
     s_all = as_score_array(scores, "pair")
     lab = np.asarray(labels)
-    g, i = split_by_label(s_all, lab)
-    is_g = lab.astype(bool)
+    is_g = genuine_mask(s_all, lab)  # validates the labels (a view of 0/1 int8 labels, no copy)
+    g, i = s_all[is_g], s_all[~is_g]
     if subjects_a is not None and subjects_b is not None:
         a, b = np.asarray(subjects_a), np.asarray(subjects_b)
         kwargs.setdefault("genuine_subjects", a[is_g])
