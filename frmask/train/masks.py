@@ -39,6 +39,7 @@ AUGMENT_DEVICES = ("auto", "worker", "batch")
 _TEMPLATES: dict = {}  # MaskSpec -> (template, shared warp or None); per process, kept alive on purpose
 _PLACEMENTS: dict = {}  # MaskSpec -> (homography, level) of the unshifted template
 _PLACERS: dict = {}  # MaskSpec -> JitterPlacer of the shifted ones
+_BATCH_PLACERS: dict = {}  # MaskSpec -> BatchPlacer of the shifted ones (the device half's)
 _PALETTES: dict = {}  # colours name -> Palette or None (uniform)
 _FRAME: dict = {}
 
@@ -183,6 +184,34 @@ class MaskAugment:
             _PLACERS[spec] = JitterPlacer(_prepared(spec)[0], _frame_landmarks(), (SIZE, SIZE), self.jitter)
         return _PLACERS[spec](draw.jitter)
 
+    @functools.cached_property
+    def anchor_count(self) -> int:
+        """The most anchors of any template: the rows of :func:`batch_fields`' ``mask_jitter``."""
+        return max(len(t.landmarks) for t in self.templates())
+
+    def placements(self, kinds, jitters) -> tuple[np.ndarray, np.ndarray]:
+        """``(homographies float64 (N, 3, 3), levels int64 (N,))`` of N masked samples at once: ``kinds`` (N,)
+        and ``jitters`` (N, :attr:`anchor_count`, 2) as :func:`batch_fields` carries them (a template with
+        fewer anchors reads the first rows). Row i is :meth:`placement` of that draw, the homography fitted
+        batch-wise (:class:`~frmask.synth.batch_placement.BatchPlacer`, equal up to the fit's rounding)."""
+        from frmask.synth.batch_placement import BatchPlacer
+
+        kinds = np.asarray(kinds, np.int64).reshape(-1)
+        jitters = np.asarray(jitters, np.float64)
+        homographies, levels = np.empty((len(kinds), 3, 3)), np.zeros(len(kinds), np.int64)
+        for kind in np.unique(kinds).tolist():
+            rows = np.flatnonzero(kinds == kind)
+            spec = self.specs[kind]
+            if _prepared(spec)[1] is not None:  # no jitter: the one placement of the template
+                homographies[rows], levels[rows] = self.placement(MaskDraw(kind, _NO_COLOR, None))
+                continue
+            if spec not in _BATCH_PLACERS:
+                self.placement(MaskDraw(kind, _NO_COLOR, np.zeros((len(_prepared(spec)[0].landmarks), 2))))
+                _BATCH_PLACERS[spec] = BatchPlacer(_PLACERS[spec])
+            n = len(_prepared(spec)[0].landmarks)
+            homographies[rows], levels[rows] = _BATCH_PLACERS[spec](jitters[rows, :n])
+        return homographies, levels
+
     def augment(self, image: np.ndarray, seed: int, dataset: str, index: int) -> tuple[np.ndarray, bool]:
         """``(student image, masked)`` for an aligned uint8 (112, 112, 3) RGB ``image`` (never modified), drawn
         on the CPU with the parameters of :meth:`draw`. Unmasked: ``image`` itself."""
@@ -198,19 +227,24 @@ class MaskAugment:
 
 
 def batch_fields(mask: MaskAugment | None, draw: MaskDraw | None) -> dict:
-    """The mask parameters one sample carries to :class:`BatchAugment`: ``mask_kind``, ``mask_level`` (ints),
-    ``mask_color`` (float32 (3,) RGB), ``mask_homography`` (float64 (3, 3), template -> aligned frame), as
-    Python ints and numpy arrays (``torch.utils.data.default_collate`` makes one tensor of each per batch, far
-    cheaper than a tensor per sample). Unmasked samples carry zeros and the identity (never read)."""
+    """The mask parameters one sample carries to :class:`BatchAugment`: ``mask_kind`` (int), ``mask_color``
+    (float32 (3,) RGB), ``mask_jitter`` (float64 (:attr:`MaskAugment.anchor_count`, 2) anchor shifts, zero
+    padded; zeros without jitter), as Python ints and numpy arrays (``torch.utils.data.default_collate`` makes
+    one tensor of each per batch, far cheaper than a tensor per sample). The homographies are fitted from
+    them batch-wise in :class:`BatchAugment` (:meth:`MaskAugment.placements`), not per sample in the worker.
+    Unmasked samples carry zeros (never read)."""
+    if mask is None:
+        return {"mask_kind": 0, "mask_color": _NO_COLOR, "mask_jitter": _NO_JITTER}
+    jitter = np.zeros((mask.anchor_count, 2))
     if draw is None:
-        return {"mask_kind": 0, "mask_level": 0, "mask_color": _NO_COLOR, "mask_homography": _IDENTITY}
-    homography, level = mask.placement(draw)
-    return {"mask_kind": int(draw.kind), "mask_level": int(level), "mask_color": draw.color.astype(np.float32),
-            "mask_homography": np.asarray(homography, np.float64)}
+        return {"mask_kind": 0, "mask_color": _NO_COLOR, "mask_jitter": jitter}
+    if draw.jitter is not None:
+        jitter[:len(draw.jitter)] = draw.jitter
+    return {"mask_kind": int(draw.kind), "mask_color": draw.color.astype(np.float32), "mask_jitter": jitter}
 
 
 _NO_COLOR = np.zeros(3, np.float32)
-_IDENTITY = np.eye(3)
+_NO_JITTER = np.zeros((1, 2))
 
 
 class BatchAugment:
@@ -228,6 +262,7 @@ class BatchAugment:
         from frmask.synth.torch_render import BatchMaskRenderer
 
         self.device = torch.device(device)
+        self.mask = mask
         self.renderer = None if mask is None else BatchMaskRenderer(mask.templates(), self.device)
 
     def __call__(self, batch: dict) -> dict:
@@ -238,8 +273,10 @@ class BatchAugment:
         masked = batch["masked"]
         if self.renderer is not None and bool(masked.any()):
             rows = masked.nonzero().reshape(-1)
-            self.renderer.blend_into(pixels, rows, batch["mask_kind"][rows], batch["mask_level"][rows],
-                                     batch["mask_homography"][rows], batch["mask_color"][rows],
+            kinds = batch["mask_kind"][rows]
+            homographies, levels = self.mask.placements(kinds.cpu().numpy(),
+                                                         batch["mask_jitter"][rows].cpu().numpy())
+            self.renderer.blend_into(pixels, rows, kinds, levels, homographies, batch["mask_color"][rows],
                                      flips=batch["flip"][rows])
             student = pixels.sub_(127.5).div_(127.5)  # unmasked rows: the teacher's values, bit for bit
         return {"teacher": teacher, "student": student, "label": batch["label"].to(self.device, non_blocking=True),
