@@ -56,13 +56,6 @@ def format_identify(result, out) -> str:
     return "\n".join(lines)
 
 
-def _torch_device(device: str) -> str:
-    """Where the probes are searched: the --device of the model (auto: CUDA when torch sees a GPU)."""
-    import torch
-
-    return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
-
-
 @click.command("identify")
 @click.argument("model")
 @click.option("--data", required=True, type=click.Path(file_okay=False),
@@ -129,7 +122,7 @@ def _identify(model, data, k, nonmated_fraction, seed, mask, mask_type, template
         search_bar = _progress(split.n_probes, "searching")
         result = run_identify(embedder, split, model_name=Path(model).name, detector=detector, cache=store,
                               threads=threads, progress=bar.update, search_progress=search_bar.update,
-                              device=_torch_device(device),
+                              device=embedder.torch_device,
                               ci=ci_level, n_boot=n_boot, seed=seed, block=block,
                               targets=targets or DEFAULT_FPIR_TARGETS,
                               extra={"data": str(data), "align": align, **masked})

@@ -16,16 +16,16 @@ not depend on thread counts), and exactly what :class:`~frmask.metrics.ScoreAccu
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from frmask._cores import available_cores
 from frmask.metrics.streaming import _Moments
 
 SLICE = 1 << 17  # scores per slice: the float64 scratch (1 MiB) stays in cache
 BIN_BATCH = 1 << 20  # bin indices gathered before one bincount (its 2**16-long result is then cheap)
-THREADS = min(2, os.cpu_count() or 1)  # statistics threads per process
+THREADS = min(2, available_cores())  # statistics threads per process
 _TINY = int(np.array([-(2.0**-54)], np.float32).view(np.int32)[0])  # int32 views <= this: x in [-2**-54, -0.0]
 
 

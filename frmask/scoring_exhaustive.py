@@ -16,13 +16,6 @@ import numpy as np
 from frmask.protocols.base import Protocol
 
 
-def engine_device(embedder) -> str:
-    """The torch device of the comparisons: the model's (``cuda`` when it runs there), else ``cpu``."""
-    import torch
-
-    return "cuda" if getattr(embedder, "device", "cpu") in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-
-
 def folder_comparisons(protocol, embeddings: np.ndarray, *, fta: str = "reject", device: str = "cpu", block=None):
     """The :class:`~frmask.exhaustive.ComparisonSet` of a :class:`~frmask.protocols.folder.FolderProtocol`
     given the embedding of each of its ``images`` (NaN rows for failures to acquire)."""
@@ -33,14 +26,6 @@ def folder_comparisons(protocol, embeddings: np.ndarray, *, fta: str = "reject",
                           names=[e.key for e in protocol.images])
 
 
-def pair_index(i: np.ndarray, j: np.ndarray, n: int, ordered: bool) -> np.ndarray:
-    """Index of pair (reference position i, probe position j) in the folder protocol's pair order."""
-    i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
-    if ordered:
-        return i * (n - 1) + j - (j > i)
-    return i * n - i * (i + 1) // 2 + (j - i - 1)
-
-
 def kept_protocol(protocol, pairs) -> Protocol:
     """The pairs kept by a block run as an explicit :class:`~frmask.protocols.Protocol` over the same images
     (for ``scores.csv`` and the gallery); ``pair_ids`` holds their index in the full protocol."""
@@ -49,7 +34,7 @@ def kept_protocol(protocol, pairs) -> Protocol:
     kept = Protocol(protocol.name, protocol.images, a, b, protocol.identity[a] == protocol.identity[b],
                     subjects_a=names[protocol.identity[a]], subjects_b=names[protocol.identity[b]],
                     description=protocol.description, reader=protocol.reader)
-    kept.pair_ids = pair_index(pairs.i, pairs.j, protocol.n_identity_images, protocol.ordered)
+    kept.pair_ids = protocol.pair_index(pairs.i, pairs.j)
     return kept
 
 
@@ -82,7 +67,7 @@ def score_folder(embedder, protocol, *, model_name: str = "", detector: str = "y
         emb = embed_images(protocol, embedder, detector=detector, cache=cache, threads=threads, progress=progress)
     else:
         emb = embed(protocol)
-    cs = folder_comparisons(protocol, emb.embeddings, fta=fta, device=engine_device(embedder), block=block)
+    cs = folder_comparisons(protocol, emb.embeddings, fta=fta, device=getattr(embedder, "torch_device", "cpu"), block=block)
     keep = top_impostors_kept(cs, fmr_targets, far=far, all_scores=all_scores)
     part = (compare or run_in_process)(cs, fmr_targets=declared_targets(far, fmr_targets), keep_impostors=keep)
     report = block_report(part, cs, far=far, fmr_targets=fmr_targets)

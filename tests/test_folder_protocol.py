@@ -54,6 +54,10 @@ def test_pairs_match_brute_force(tmp_path, mask):
     assert set(p.pair_b.tolist()) <= set(p.probe.tolist()) and set(p.pair_a.tolist()) <= set(p.reference.tolist())
     assert list(p.subjects_a[:2]) == ["a", "a"]
     assert p.scenario_names() == ["all"]
+    # pair_index numbers the pair (reference position i, probe position j) as the listing orders it
+    i, j = np.array(expected, dtype=object)[:, :2].astype(np.int64).T
+    listed = {(a, b): k for k, (a, b) in enumerate(zip((p.pair_a % 6).tolist(), (p.pair_b % 6).tolist()))}
+    assert p.pair_index(i, j).tolist() == [listed[(a, b)] for a, b in zip(i.tolist(), j.tolist())]
 
 
 def test_bad_trees(tmp_path):

@@ -343,6 +343,14 @@ class OnnxEmbedder:
                 return resolve_model(model)
         return _model_bytes(model), None
 
+    @property
+    def torch_device(self) -> str:
+        """The torch device for work beside the model (score comparisons, 1:N searches): ``cuda`` when the model
+        runs there (``device`` ``cuda`` or ``auto``) and torch sees a GPU, else ``cpu``."""
+        import torch
+
+        return "cuda" if self.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+
     def __repr__(self) -> str:
         return (f"OnnxEmbedder({self.profile!r}, device={self.device!r}, batch_size={self.batch_size}, "
                 f"flip={self.flip})")

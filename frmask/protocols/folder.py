@@ -156,6 +156,14 @@ class FolderProtocol(Protocol):
             i, j = np.triu_indices(n, k=1)
         return self.reference[i], self.probe[j]
 
+    def pair_index(self, i, j) -> np.ndarray:
+        """Index, in the pair order above, of the pair (reference position i, probe position j): computed, so
+        block-wise scoring can number its pairs without listing them."""
+        i, j, n = np.asarray(i, np.int64), np.asarray(j, np.int64), self.n_identity_images
+        if self.ordered:
+            return i * (n - 1) + j - (j > i)
+        return i * n - i * (i + 1) // 2 + (j - i - 1)
+
     @property
     def pair_a(self) -> np.ndarray:
         return self._pairs[0]
