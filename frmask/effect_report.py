@@ -17,7 +17,6 @@ The folder is built beside its destination and renamed into place (:func:`frmask
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 FILES = ("effect.json", "effect.csv", "effect.md", "effect.png", "metrics.json", "report.html")
@@ -150,7 +149,7 @@ def write_effect_run(result, out, *, title: str | None = None) -> Path:
     """Write the run folder ``out`` of an :class:`~frmask.effect.EffectResult` (module docstring)."""
     import pandas as pd
 
-    from frmask.report import _json_safe, building_dir
+    from frmask.report import building_dir, write_json
     from frmask.report_html import write_report_html
 
     out = Path(out)
@@ -158,13 +157,13 @@ def write_effect_run(result, out, *, title: str | None = None) -> Path:
     where = f" ({Path(data).name})" if data else ""
     title = title or f"Mask effect: {result.run['model']['name'] or 'model'} on {result.run['protocol']['name']}{where}"
     with building_dir(out) as tmp:
-        (tmp / "effect.json").write_text(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False) + "\n")
+        write_json(tmp / "effect.json", result.to_dict())
         pd.DataFrame(effect_rows(result)).to_csv(tmp / "effect.csv", index=False, float_format="%.9g")
         (tmp / "effect.md").write_text(effect_markdown(result, title))
         plot_effect(result, tmp / "effect.png", title)
         baseline = {k: v for k, v in result.baseline.items()
                     if k not in ("targets", "eer_ci", "genuine_mean", "genuine_min", "impostor_mean")}
         metrics = {"run": {**result.run, "kind": "effect"}, "all": baseline}
-        (tmp / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
+        write_json(tmp / "metrics.json", metrics)
         write_report_html(tmp)
     return out

@@ -16,7 +16,6 @@ Built beside its destination and renamed into place (:func:`frmask.report.buildi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +61,7 @@ def write_identify_run(result, out, *, title: str | None = None) -> Path:
     """Write the run folder ``out`` of an :class:`~frmask.identify.IdentifyResult` (module docstring)."""
     from frmask.metrics.identification import fnir_at_fpir, fnir_fpir_curve
     from frmask.metrics.identification_plots import plot_cmc, plot_fnir_fpir
-    from frmask.report import _json_safe, building_dir
+    from frmask.report import building_dir, write_failures, write_json
     from frmask.report_gallery import SCORE_FORMAT
     from frmask.report_html import write_report_html
 
@@ -71,14 +70,10 @@ def write_identify_run(result, out, *, title: str | None = None) -> Path:
     m = result.metrics
     with building_dir(out) as tmp:
         doc = {"run": result.run, "identification": m}
-        (tmp / "metrics.json").write_text(json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n")
+        write_json(tmp / "metrics.json", doc)
         searches_frame(result).to_csv(tmp / "searches.csv", index=False, float_format=SCORE_FORMAT)
         if result.failures:
-            import pandas as pd
-
-            idx = sorted(result.failures)
-            pd.DataFrame({"image": [result.split.images[i].key for i in idx],
-                          "reason": [result.failures[i] for i in idx]}).to_csv(tmp / "failures.csv", index=False)
+            write_failures(tmp / "failures.csv", result.split.images, result.failures)
         (tmp / "report.md").write_text(identify_markdown(result, title))
         label = result.run.get("model", {}).get("name") or "model"
         plot_cmc([(label, m["cmc"])], tmp / "cmc.png", title=f"CMC: {title}")

@@ -62,6 +62,21 @@ def _json_safe(value):
     return value
 
 
+def write_json(path: Path, doc) -> None:
+    """A run folder's JSON file (``metrics.json``, ``effect.json``): indented, non-finite numbers as null."""
+    path.write_text(json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n")
+
+
+def write_failures(path: Path, images, failures: dict[int, str]) -> None:
+    """``failures.csv`` (``image, reason``) of the failures to acquire ``{image index: reason}``, by index;
+    ``images``: the protocol's :class:`~frmask.protocols.ImageEntry` list (their keys name the images)."""
+    import pandas as pd
+
+    idx = sorted(failures)
+    pd.DataFrame({"image": [images[i].key for i in idx], "reason": [failures[i] for i in idx]}).to_csv(
+        path, index=False)
+
+
 def _cell(value, kind: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -180,14 +195,10 @@ def write_run(result, out, *, title: str | None = None, plots: bool = True, gall
         metrics = {"run": result.run}
         for name, rep in result.reports.items():
             metrics[name] = {**rep.to_dict(), "notes": list(rep.notes)}
-        (tmp / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
+        write_json(tmp / "metrics.json", metrics)
         scores_frame(result).to_csv(tmp / "scores.csv", index=False, float_format=SCORE_FORMAT)
         if result.failures:
-            import pandas as pd
-
-            keys = [result.protocol.images[i].key for i in sorted(result.failures)]
-            pd.DataFrame({"image": keys, "reason": [result.failures[i] for i in sorted(result.failures)]}).to_csv(
-                tmp / "failures.csv", index=False)
+            write_failures(tmp / "failures.csv", result.protocol.images, result.failures)
         title = title or f"{result.run.get('model', {}).get('name', 'model')} on {result.protocol.name}"
         rows = [(name, metrics[name]) for name in result.reports]
         md = f"# {title}\n\n{result.protocol.description}\n\n" + markdown_table(rows)
