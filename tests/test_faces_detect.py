@@ -25,10 +25,10 @@ from frmask.faces.detect import (
     ModelFileError,
     MTCNNDetector,
     YuNetDetector,
-    _nms,
-    _per_tensor_dequantize,
     get_detector,
 )
+from frmask.faces.detector_base import _nms
+from frmask.faces.onnx_rewrite import _per_tensor_dequantize
 from frmask.faces.landmarks_csv import (
     LANDMARK_COLUMNS,
     read_landmarks_csv,

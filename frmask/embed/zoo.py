@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from frmask._resources import package_dir, read_verified
 from frmask.embed.onnx_model import ModelProfile, detect_profile
-from frmask.faces.detect import _YUNET_FILE, YUNET_SHA256, _package_dir, _read_verified
+from frmask.faces.yunet import _YUNET_FILE, YUNET_SHA256
 
 __all__ = ["MODELS", "DETECTOR_MODELS", "SFACE_SHA256", "model_file_bytes", "resolve_model"]
 
@@ -43,7 +44,7 @@ def model_file_bytes(name: str) -> bytes:
     if entry is None:
         raise ValueError(f"unknown zoo model {name!r}; known: {sorted(MODELS) + sorted(DETECTOR_MODELS)}")
     package, pip_name, filename, sha256 = entry[:4]
-    return _read_verified(_package_dir(package, pip_name, name) / "models" / filename, sha256, pip_name)
+    return read_verified(package_dir(package, pip_name, name) / "models" / filename, sha256, pip_name)
 
 
 def resolve_model(name_or_path: str | Path) -> tuple[bytes, ModelProfile]:

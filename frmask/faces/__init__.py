@@ -19,7 +19,7 @@ _LAZY = {
     "DETECTORS": "frmask.faces.detect",
     "Detector": "frmask.faces.detect",
     "Face": "frmask.faces.detect",
-    "ModelFileError": "frmask.faces.detect",
+    "ModelFileError": "frmask._resources",
     "get_detector": "frmask.faces.detect",
     "read_landmarks_csv": "frmask.faces.landmarks_csv",
     "write_landmarks_csv": "frmask.faces.landmarks_csv",

