@@ -163,6 +163,42 @@ def test_pipeline_embeds_exactly_and_reports_failures(csv_protocol, tmp_path):
     assert flipped.n_computed == 5  # another setting is another cache key
 
 
+def test_pipeline_streams_in_read_chunks_with_the_same_results(tmp_path, monkeypatch):
+    """Images read a few at a time give what reading all first gives: vectors, failures, counts, batches."""
+    import frmask.embed.pipeline as pipeline
+
+    for k in range(7):
+        _write_png(tmp_path / "img" / f"p{k % 3}_{k}.png", _image(k % 5))  # _image(0..1) repeat: same bytes
+    (tmp_path / "img" / "broken.png").write_bytes(b"not an image")
+    names = sorted(p.name for p in (tmp_path / "img").iterdir())
+    rows = ["path_a,path_b,label"] + [f"img/{a},img/{b},0" for a, b in zip(names, names[1:])]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "means.onnx").write_bytes(means_model())
+    p = load_protocol("csv", tmp_path / "pairs.csv")
+    emb = OnnxEmbedder(tmp_path / "means.onnx", batch_size=2)
+    batches = []
+    real_embed = emb.embed
+    monkeypatch.setattr(emb, "embed", lambda x: batches.append(len(x)) or real_embed(x))
+
+    def run(chunk, cache=None):
+        monkeypatch.setattr(pipeline, "READ_CHUNK", chunk)
+        batches.clear()
+        return embed_protocol(p, emb, cache=cache), list(batches)
+
+    whole, whole_batches = run(10_000)
+    assert whole.n_repeated == 2 and whole.n_computed == 6 and len(whole.failures) == 1
+    for chunk in (1, 2, 3):
+        part, part_batches = run(chunk)
+        np.testing.assert_array_equal(part.embeddings, whole.embeddings)
+        assert part.failures == whole.failures and part_batches == whole_batches
+        assert (part.n_cached, part.n_computed, part.n_repeated) == (0, 6, 2)
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    run(3, cache)
+    again, again_batches = run(2, cache)  # all from the cache, repeats included
+    assert (again.n_cached, again.n_computed, again.n_repeated, again_batches) == (8, 0, 0, [])
+    np.testing.assert_array_equal(again.embeddings, whole.embeddings)
+
+
 def test_cache_keys_and_round_trip(tmp_path):
     k1 = model_key(b"model", flip=False)
     assert k1 != model_key(b"model", flip=True) != model_key(b"other", flip=False)

@@ -176,11 +176,21 @@ class _Part:
     n_repeated: int = 0
 
 
+READ_CHUNK = 2048  # images read and looked up in the cache at a time: the image bytes in memory are O(this)
+
+
 def _embed_part(protocol, embedder, indices, mkey: str, detector: str, detector_options, cache, write: bool,
                 threads: int, progress) -> _Part:
-    """Embed the images ``indices`` (cache read; cache written batch by batch when ``write``)."""
+    """Embed the images ``indices`` (cache read; cache written batch by batch when ``write``).
+
+    The images stream: they are read :data:`READ_CHUNK` at a time, keyed and looked up in the cache, and
+    the bytes of those to embed are held only until their batch is prepared, so memory stays bounded for
+    a million images. The batches are those of the whole part's to-do list in order (the same as reading
+    everything first), whatever the chunking.
+    """
     size = tuple(embedder.profile.size)
     indices = list(indices)
+    aligns = [protocol.images[i].align for i in indices]
 
     def read(i: int) -> bytes:
         try:
@@ -189,54 +199,74 @@ def _embed_part(protocol, embedder, indices, mkey: str, detector: str, detector_
             entry = protocol.images[i]
             raise OSError(f"{getattr(entry, 'path', None) or entry.key}: cannot read the image ({exc})") from None
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        blobs = list(pool.map(read, indices))
-    aligns = [protocol.images[i].align for i in indices]
-    ikeys = [image_key(b, a) for b, a in zip(blobs, aligns)]
-    found = cache.get_many(mkey, ikeys) if cache is not None else {}
-    result: list[np.ndarray | str | None] = [found.get(k) for k in ikeys]
+    result: list[np.ndarray | str | None] = [None] * len(indices)
+    ikeys: list[str] = [""] * len(indices)
     first: dict[str, int] = {}  # image key -> the first position with it that is not cached: embedded once
-    for k in range(len(indices)):
-        if result[k] is None:
-            first.setdefault(ikeys[k], k)
-    todo = sorted(first.values())
-    n_cached = sum(r is not None for r in result)
-    n_repeated = len(indices) - n_cached - len(todo)
-    if progress is not None and len(indices) - len(todo):
-        progress(len(indices) - len(todo))
+    counts = {"cached": 0, "repeated": 0}
+    batch = embedder.batch_size if embedder.fixed_batch is None else max(embedder.batch_size, 32)
+
+    def todo_batches(pool):
+        """Batches of (position, bytes) to embed, in position order; cached and repeated positions settled."""
+        queue: list[tuple[int, bytes]] = []
+        for lo in range(0, len(indices), READ_CHUNK):
+            hi = min(lo + READ_CHUNK, len(indices))
+            blobs = list(pool.map(read, indices[lo:hi]))
+            for k in range(lo, hi):
+                ikeys[k] = image_key(blobs[k - lo], aligns[k])
+            ask = [ikeys[k] for k in range(lo, hi) if ikeys[k] not in first]
+            found = cache.get_many(mkey, ask) if cache is not None and ask else {}
+            settled = 0
+            for k in range(lo, hi):
+                key = ikeys[k]
+                if key in first:
+                    counts["repeated"] += 1
+                    settled += 1
+                elif key in found:
+                    result[k] = found[key]
+                    counts["cached"] += 1
+                    settled += 1
+                else:
+                    first[key] = k
+                    queue.append((k, blobs[k - lo]))
+            del blobs
+            if progress is not None and settled:
+                progress(settled)
+            while len(queue) >= batch:
+                yield queue[:batch]
+                del queue[:batch]
+        if queue:
+            yield queue
 
     prepare = _Preparer(size, detector, detector_options)
-    batch = embedder.batch_size if embedder.fixed_batch is None else max(embedder.batch_size, 32)
-    chunks = [todo[k:k + batch] for k in range(0, len(todo), batch)]
 
     def prepare_chunk(chunk):
-        return [prepare(blobs[i], aligns[i], indices[i]) for i in chunk]
+        return [prepare(blob, aligns[k], indices[k]) for k, blob in chunk]
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:
+    with ThreadPoolExecutor(max(1, threads)) as reader, ThreadPoolExecutor(max(1, threads)) as pool:
         pending: deque = deque()
         ahead = max(2, 2 * threads)
-        it = iter(chunks)
+        it = todo_batches(reader)
         for chunk in it:
-            pending.append((chunk, pool.submit(prepare_chunk, chunk)))
+            pending.append(([k for k, _ in chunk], pool.submit(prepare_chunk, chunk)))
             if len(pending) >= ahead:
                 break
         while pending:
             chunk, future = pending.popleft()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(prepare_chunk, nxt)))
+                pending.append(([k for k, _ in nxt], pool.submit(prepare_chunk, nxt)))
             prepared = future.result()
-            ok = [k for k, p in enumerate(prepared) if not isinstance(p, str)]
+            ok = [j for j, p in enumerate(prepared) if not isinstance(p, str)]
             fresh: dict[str, np.ndarray | str] = {}
             if ok:
-                vectors = embedder.embed(np.stack([prepared[k] for k in ok]))
-                for k, v in zip(ok, vectors):
-                    result[chunk[k]] = v
-                    fresh[ikeys[chunk[k]]] = v
-            for k, p in enumerate(prepared):
+                vectors = embedder.embed(np.stack([prepared[j] for j in ok]))
+                for j, v in zip(ok, vectors):
+                    result[chunk[j]] = v
+                    fresh[ikeys[chunk[j]]] = v
+            for j, p in enumerate(prepared):
                 if isinstance(p, str):
-                    result[chunk[k]] = p
-                    fresh[ikeys[chunk[k]]] = p
+                    result[chunk[j]] = p
+                    fresh[ikeys[chunk[j]]] = p
             if cache is not None and write:
                 cache.put_many(mkey, fresh)
             if progress is not None:
@@ -244,7 +274,7 @@ def _embed_part(protocol, embedder, indices, mkey: str, detector: str, detector_
     for k in range(len(indices)):
         if result[k] is None:  # a repeat: the same bytes as a position embedded above
             result[k] = result[first[ikeys[k]]]
-    return _Part(result, n_cached, {ikeys[k]: k for k in todo}, n_repeated)
+    return _Part(result, counts["cached"], dict(first), counts["repeated"])
 
 
 def _assemble(n: int, part: _Part, seconds: float) -> ProtocolEmbeddings:
