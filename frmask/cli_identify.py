@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from frmask._format import percent
 from frmask.cli_eval import (
     _embedder,
     _open_cache,
@@ -19,7 +20,7 @@ from frmask.cli_eval import (
 
 
 def _pct(x) -> str:
-    return f"{100 * x:.2f} %"
+    return percent(x, missing="n/a")
 
 
 def _ci(ci) -> str:

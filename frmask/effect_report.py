@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from frmask._format import percent
+
 FILES = ("effect.json", "effect.csv", "effect.md", "effect.png", "metrics.json", "report.html")
 
 
 def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.2f}"
+    return percent(value, unit="")
 
 
 def _interval(ci) -> str:

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from frmask._format import percent
+
 
 def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.2f} %"
+    return percent(x)
 
 
 def identify_markdown(result, title: str) -> str:
